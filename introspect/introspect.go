@@ -1,0 +1,395 @@
+// Package introspect asks an identity provider whether an OAuth 2.0 access
+// token is active, using OAuth 2.0 Token Introspection (RFC 7662).
+//
+// Introspection lets the broker accept opaque tokens it cannot verify itself
+// and notice revocation. Mosquitto calls the plugin from its only thread (on
+// 2.0 synchronously), so every call here is bounded: one deadline covers
+// connecting, the TLS handshake, the headers and the body; the body size is
+// capped; redirects are not followed; and nothing the identity provider sends
+// can panic or stall the caller beyond Config.Timeout.
+//
+// Errors are split in two so that callers can cache verdicts on a token
+// (ErrTokenInvalid) but never cache a failure to obtain one (ErrIdPUnavailable).
+// Error strings never contain the token, the client secret or the
+// Authorization header, so they are safe to log.
+package introspect
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tidwall/gjson"
+)
+
+// ErrTokenInvalid is a verdict on the token: the identity provider answered
+// and the token must be refused (inactive, expired, not yet valid, malformed
+// exp or nbf). Callers may cache it.
+var ErrTokenInvalid = errors.New("token rejected")
+
+// ErrIdPUnavailable means no verdict was obtained: transport error, timeout,
+// non-200 status, redirect, unexpected content type, oversized or malformed
+// response. Callers must not cache it.
+var ErrIdPUnavailable = errors.New("introspection failed")
+
+// DefaultMaxBodyBytes caps the introspection response when Config.MaxBodyBytes is 0.
+const DefaultMaxBodyBytes = 1 << 20
+
+const (
+	// maxIdleConns keeps enough warm connections for bursts of concurrent
+	// introspections (Mosquitto 2.1 deferred auth) to the single endpoint.
+	maxIdleConns = 64
+	// drainLimit is how much of an unread body is discarded so the
+	// connection can be reused; beyond it the connection is closed instead.
+	drainLimit = 64 << 10
+	// maxUnix (9999-12-31T23:59:59Z) clamps exp and nbf so that absurd
+	// values stay representable as a time.Time.
+	maxUnix = 253402300799
+)
+
+// AuthMethod is how the broker authenticates itself to the introspection
+// endpoint (RFC 7662 §2.1 requires some client authentication).
+type AuthMethod int
+
+const (
+	// ClientSecretBasic sends HTTP Basic credentials, id and secret each
+	// form-url-encoded first as RFC 6749 §2.3.1 requires.
+	ClientSecretBasic AuthMethod = iota
+	// ClientSecretPost sends client_id and client_secret in the form body.
+	ClientSecretPost
+)
+
+// ParseAuthMethod parses the OAuth client authentication method names
+// "client_secret_basic" and "client_secret_post".
+func ParseAuthMethod(s string) (AuthMethod, error) {
+	switch s {
+	case "client_secret_basic":
+		return ClientSecretBasic, nil
+	case "client_secret_post":
+		return ClientSecretPost, nil
+	}
+	return 0, fmt.Errorf("introspect: unknown auth method %q (want client_secret_basic or client_secret_post)", s)
+}
+
+// Config configures a Client.
+type Config struct {
+	// Endpoint is the http or https URL of the introspection endpoint. It
+	// must not carry credentials; use ClientID and ClientSecret.
+	Endpoint     string
+	ClientID     string
+	ClientSecret string
+	AuthMethod   AuthMethod
+	// Timeout bounds a whole introspection, including reading the body.
+	// It is required because the broker thread waits for the answer.
+	Timeout time.Duration
+	// TLSVerify false disables certificate verification; only the
+	// operator's explicit choice, e.g. for a lab identity provider.
+	TLSVerify bool
+	// RootCAs verifies the endpoint's certificate; nil means system roots.
+	RootCAs *x509.CertPool
+	// MaxBodyBytes caps the response size; 0 means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// Leeway tolerates clock skew with the identity provider when checking
+	// exp and nbf; 0 means exact comparison.
+	Leeway time.Duration
+	// Now returns the current time; nil means time.Now. For tests.
+	Now func() time.Time
+}
+
+// Client introspects tokens against one endpoint. It is safe for concurrent
+// use and reuses connections, so create one and share it.
+type Client struct {
+	http       *http.Client
+	endpoint   string
+	authHeader string   // Authorization value for ClientSecretBasic, else ""
+	formSuffix string   // form fields following token=...
+	secrets    []string // forms of the client credentials to redact from errors
+	timeout    time.Duration
+	maxBody    int64
+	leeway     time.Duration
+	now        func() time.Time
+}
+
+// Result is the identity provider's answer for an active token.
+type Result struct {
+	// Claims is the raw JSON object returned by the identity provider.
+	Claims []byte
+	// Expiry is the token's exp, or zero when the response has none.
+	Expiry time.Time
+}
+
+// New validates cfg and returns a Client. Its errors describe the
+// configuration and wrap neither ErrTokenInvalid nor ErrIdPUnavailable.
+//
+// Requests honour HTTPS_PROXY, HTTP_PROXY and NO_PROXY, as operators of
+// hosts that reach the identity provider through a proxy expect.
+func New(cfg Config) (*Client, error) {
+	u, err := url.Parse(cfg.Endpoint)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("introspect: invalid endpoint: %w", err)
+	case u.Scheme != "https" && u.Scheme != "http":
+		return nil, fmt.Errorf("introspect: endpoint scheme must be https or http, got %q", u.Scheme)
+	case u.Host == "":
+		return nil, errors.New("introspect: endpoint has no host")
+	case u.User != nil:
+		return nil, errors.New("introspect: endpoint must not contain credentials; set the client id and secret instead")
+	case cfg.ClientID == "":
+		return nil, errors.New("introspect: client id is required")
+	case cfg.ClientSecret == "":
+		return nil, errors.New("introspect: client secret is required")
+	case cfg.Timeout <= 0:
+		return nil, errors.New("introspect: timeout must be positive")
+	case cfg.MaxBodyBytes < 0:
+		return nil, errors.New("introspect: max body bytes must not be negative")
+	case cfg.Leeway < 0:
+		return nil, errors.New("introspect: leeway must not be negative")
+	}
+
+	c := &Client{
+		endpoint:   u.String(),
+		formSuffix: "&token_type_hint=access_token",
+		timeout:    cfg.Timeout,
+		maxBody:    cfg.MaxBodyBytes,
+		leeway:     cfg.Leeway,
+		now:        cfg.Now,
+	}
+	if c.maxBody == 0 {
+		c.maxBody = DefaultMaxBodyBytes
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	switch cfg.AuthMethod {
+	case ClientSecretBasic:
+		// Not req.SetBasicAuth: RFC 6749 §2.3.1 wants both parts
+		// form-url-encoded first, so a ':' in the id stays unambiguous.
+		creds := url.QueryEscape(cfg.ClientID) + ":" + url.QueryEscape(cfg.ClientSecret)
+		encoded := base64.StdEncoding.EncodeToString([]byte(creds))
+		c.authHeader = "Basic " + encoded
+		c.secrets = append(c.secrets, encoded)
+	case ClientSecretPost:
+		c.formSuffix += "&client_id=" + url.QueryEscape(cfg.ClientID) +
+			"&client_secret=" + url.QueryEscape(cfg.ClientSecret)
+	default:
+		return nil, fmt.Errorf("introspect: unknown auth method %d", cfg.AuthMethod)
+	}
+	c.secrets = append(c.secrets, secretForms(cfg.ClientSecret)...)
+
+	transport := &http.Transport{
+		Proxy:       http.ProxyFromEnvironment,
+		DialContext: (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext,
+		// A custom TLSClientConfig disables HTTP/2 unless forced.
+		ForceAttemptHTTP2:      true,
+		MaxIdleConns:           maxIdleConns,
+		MaxIdleConnsPerHost:    maxIdleConns,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    cfg.Timeout,
+		MaxResponseHeaderBytes: 64 << 10,
+		TLSClientConfig: &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			RootCAs:    cfg.RootCAs,
+			// Operator's explicit choice; see Config.TLSVerify.
+			InsecureSkipVerify: !cfg.TLSVerify, //nolint:gosec
+		},
+	}
+	c.http = &http.Client{
+		Transport: transport,
+		// A redirect could carry the token elsewhere and costs another
+		// round trip; the endpoint is configured, so a 3xx is a failure.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return c, nil
+}
+
+// CloseIdleConnections closes kept-alive connections, e.g. on plugin cleanup.
+func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
+
+// Introspect asks the identity provider about token. It returns within
+// Config.Timeout or ctx's deadline, whichever is earlier. The error wraps
+// ErrTokenInvalid or ErrIdPUnavailable and never contains the token.
+func (c *Client) Introspect(ctx context.Context, token string) (Result, error) {
+	if token == "" {
+		return Result{}, fmt.Errorf("%w: empty token", ErrTokenInvalid)
+	}
+	reqCtx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+
+	form := "token=" + url.QueryEscape(token) + c.formSuffix
+	req, err := http.NewRequestWithContext(reqCtx, http.MethodPost, c.endpoint, strings.NewReader(form))
+	if err != nil {
+		return Result{}, fmt.Errorf("%w: building request: %v", ErrIdPUnavailable, err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	if c.authHeader != "" {
+		req.Header.Set("Authorization", c.authHeader)
+	}
+
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return Result{}, c.transportError(ctx, reqCtx, err, token)
+	}
+	defer drainAndClose(resp.Body)
+
+	body, err := c.readBody(ctx, reqCtx, resp, token)
+	if err != nil {
+		return Result{}, err
+	}
+	return parseResponse(body, c.now(), c.leeway)
+}
+
+// readBody checks status and content type and reads at most maxBody bytes.
+func (c *Client) readBody(ctx, reqCtx context.Context, resp *http.Response, token string) ([]byte, error) {
+	switch {
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		return nil, fmt.Errorf("%w: redirect (status %d) not followed", ErrIdPUnavailable, resp.StatusCode)
+	case resp.StatusCode != http.StatusOK:
+		return nil, fmt.Errorf("%w: status %d", ErrIdPUnavailable, resp.StatusCode)
+	}
+	// RFC 7662 §2.2 mandates application/json; anything else is likely an
+	// error page. The value is not quoted: the server chose it.
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "application/json" {
+		return nil, fmt.Errorf("%w: content type is not application/json", ErrIdPUnavailable)
+	}
+	if resp.ContentLength > c.maxBody {
+		return nil, fmt.Errorf("%w: response exceeds %d bytes", ErrIdPUnavailable, c.maxBody)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
+	if err != nil {
+		return nil, c.transportError(ctx, reqCtx, err, token)
+	}
+	if int64(len(body)) > c.maxBody {
+		return nil, fmt.Errorf("%w: response exceeds %d bytes", ErrIdPUnavailable, c.maxBody)
+	}
+	return body, nil
+}
+
+// transportError turns a net/http error into a short ErrIdPUnavailable. The
+// *url.Error wrapper is dropped: the endpoint is known to the operator. The
+// request body is never part of net/http errors, but some quote what the
+// server sent (a malformed status line, HTTP/2 GOAWAY debug data), so the
+// token and the secret are redacted in case a server echoed them.
+func (c *Client) transportError(ctx, reqCtx context.Context, err error, token string) error {
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("%w: %v", ErrIdPUnavailable, ctx.Err())
+	case reqCtx.Err() != nil:
+		return fmt.Errorf("%w: timeout after %s", ErrIdPUnavailable, c.timeout)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("%w: connection refused", ErrIdPUnavailable)
+	}
+	if ue := (*url.Error)(nil); errors.As(err, &ue) {
+		err = ue.Err
+	}
+	msg := err.Error()
+	for _, s := range append(secretForms(token), c.secrets...) {
+		if s != "" {
+			msg = strings.ReplaceAll(msg, s, "[redacted]")
+		}
+	}
+	return fmt.Errorf("%w: %s", ErrIdPUnavailable, msg)
+}
+
+// secretForms returns s as it may appear in error text: raw, form-encoded
+// as sent, and escaped as by %q.
+func secretForms(s string) []string {
+	q := strconv.Quote(s)
+	return []string{s, url.QueryEscape(s), q[1 : len(q)-1]}
+}
+
+// drainAndClose discards a little of what is left of body so that the
+// connection can be kept alive, then closes it.
+func drainAndClose(body io.ReadCloser) {
+	_, _ = io.CopyN(io.Discard, body, drainLimit)
+	_ = body.Close()
+}
+
+// parseResponse validates an introspection response body (RFC 7662 §2.2).
+//
+// Only "active": true accepts a token. A response whose "active" is missing,
+// not a JSON boolean or duplicated says nothing reliable about the token, so
+// it is ErrIdPUnavailable. A present exp or nbf that is not a number is a
+// refusal (ErrTokenInvalid): the identity provider did answer, and accepting
+// a token whose lifetime cannot be read would be unsafe.
+func parseResponse(body []byte, now time.Time, leeway time.Duration) (Result, error) {
+	if !gjson.ValidBytes(body) {
+		return Result{}, fmt.Errorf("%w: malformed JSON", ErrIdPUnavailable)
+	}
+	obj := gjson.ParseBytes(body)
+	if !obj.IsObject() {
+		return Result{}, fmt.Errorf("%w: response is not a JSON object", ErrIdPUnavailable)
+	}
+
+	// One pass over the members, rejecting duplicates: parsers disagree on
+	// which duplicate wins, and templates may read Claims with another one.
+	var active, exp, nbf gjson.Result
+	var dup string
+	obj.ForEach(func(k, v gjson.Result) bool {
+		var dst *gjson.Result
+		switch k.Str {
+		case "active":
+			dst = &active
+		case "exp":
+			dst = &exp
+		case "nbf":
+			dst = &nbf
+		default:
+			return true
+		}
+		if dst.Exists() {
+			dup = k.Str
+			return false
+		}
+		*dst = v
+		return true
+	})
+
+	switch {
+	case dup != "":
+		return Result{}, fmt.Errorf("%w: duplicate %q member", ErrIdPUnavailable, dup)
+	case active.Type == gjson.False:
+		return Result{}, fmt.Errorf("%w: inactive", ErrTokenInvalid)
+	case active.Type != gjson.True:
+		return Result{}, fmt.Errorf("%w: malformed response: \"active\" missing or not a boolean", ErrIdPUnavailable)
+	}
+
+	res := Result{Claims: body}
+	if exp.Exists() {
+		if exp.Type != gjson.Number {
+			return Result{}, fmt.Errorf("%w: malformed exp", ErrTokenInvalid)
+		}
+		res.Expiry = unixTime(exp.Num)
+		if !now.Add(-leeway).Before(res.Expiry) {
+			return Result{}, fmt.Errorf("%w: expired", ErrTokenInvalid)
+		}
+	}
+	if nbf.Exists() {
+		if nbf.Type != gjson.Number {
+			return Result{}, fmt.Errorf("%w: malformed nbf", ErrTokenInvalid)
+		}
+		if unixTime(nbf.Num).After(now.Add(leeway)) {
+			return Result{}, fmt.Errorf("%w: not yet valid", ErrTokenInvalid)
+		}
+	}
+	return res, nil
+}
+
+// unixTime converts JSON NumericDate seconds, clamped to [0, maxUnix].
+func unixTime(sec float64) time.Time {
+	whole, frac := math.Modf(min(max(sec, 0), maxUnix))
+	return time.Unix(int64(whole), int64(frac*1e9))
+}

@@ -1,0 +1,554 @@
+package introspect
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tidwall/gjson"
+)
+
+const (
+	testToken  = "tok-3xT7.Zq_9~abc/def+=="
+	testID     = "broker:client id%1"
+	testSecret = "s3cr:et %20 pass+word"
+)
+
+var testNow = time.Unix(1_700_000_000, 0)
+
+func testConfig(endpoint string) Config {
+	return Config{
+		Endpoint:     endpoint,
+		ClientID:     testID,
+		ClientSecret: testSecret,
+		Timeout:      2 * time.Second,
+		TLSVerify:    true,
+		Now:          func() time.Time { return testNow },
+	}
+}
+
+func newTestClient(t testing.TB, cfg Config) *Client {
+	t.Helper()
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(c.CloseIdleConnections)
+	return c
+}
+
+// jsonReply answers every request with status and body as application/json.
+func jsonReply(status int, body string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(body))
+	}
+}
+
+// hugeReply writes a 10 MB JSON string, with or without Content-Length.
+func hugeReply(withLength bool) http.HandlerFunc {
+	const size = 10 << 20
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if withLength {
+			w.Header().Set("Content-Length", strconv.Itoa(size))
+		}
+		chunk := []byte(`{"active":true,"pad":"` + strings.Repeat("a", 64<<10-22))
+		for n := 0; n < size; n += len(chunk) {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+			chunk = []byte(strings.Repeat("a", 64<<10))
+		}
+	}
+}
+
+// stall waits until the client goes away, after optionally sending headers
+// and the start of a body. It reads the request first: only then does
+// net/http notice a closed connection and cancel r.Context().
+func stall(sendHeaders bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if sendHeaders {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"active":`))
+			w.(http.Flusher).Flush()
+		}
+		select {
+		case <-r.Context().Done():
+		case <-time.After(10 * time.Second):
+		}
+	}
+}
+
+// checkRequest asserts what RFC 7662 §2.1 and RFC 6749 §2.3.1 require of the
+// request, including the form-url-encoding of id and secret in Basic auth.
+func checkRequest(t *testing.T, r *http.Request, method AuthMethod) {
+	t.Helper()
+	if r.Method != http.MethodPost {
+		t.Errorf("method = %s", r.Method)
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "application/x-www-form-urlencoded" {
+		t.Errorf("Content-Type = %q", ct)
+	}
+	if a := r.Header.Get("Accept"); a != "application/json" {
+		t.Errorf("Accept = %q", a)
+	}
+	if err := r.ParseForm(); err != nil {
+		t.Errorf("ParseForm: %v", err)
+	}
+	if got := r.PostForm.Get("token"); got != testToken {
+		t.Errorf("token = %q", got)
+	}
+	if got := r.PostForm.Get("token_type_hint"); got != "access_token" {
+		t.Errorf("token_type_hint = %q", got)
+	}
+	auth := r.Header.Get("Authorization")
+	switch method {
+	case ClientSecretBasic:
+		raw, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(auth, "Basic "))
+		if err != nil || !strings.HasPrefix(auth, "Basic ") {
+			t.Fatalf("Authorization = %q", auth)
+		}
+		const want = "broker%3Aclient+id%251:s3cr%3Aet+%2520+pass%2Bword"
+		if string(raw) != want {
+			t.Errorf("basic credentials = %q, want %q", raw, want)
+		}
+		if r.PostForm.Has("client_id") || r.PostForm.Has("client_secret") {
+			t.Errorf("credentials in form with client_secret_basic")
+		}
+	case ClientSecretPost:
+		if auth != "" {
+			t.Errorf("Authorization = %q with client_secret_post", auth)
+		}
+		if r.PostForm.Get("client_id") != testID || r.PostForm.Get("client_secret") != testSecret {
+			t.Errorf("form credentials = %q / %q", r.PostForm.Get("client_id"), r.PostForm.Get("client_secret"))
+		}
+	}
+}
+
+// checkErr asserts that err wraps want (and not the other sentinel) and
+// mentions reason; want nil asserts success. For every failure it also
+// asserts that the error leaks neither the token nor the client
+// credentials, in any encoding they were sent in, so every failure case in
+// this file is a leak test.
+func checkErr(t *testing.T, err, want error, reason string) {
+	t.Helper()
+	if want == nil {
+		if err != nil {
+			t.Fatalf("unexpected error: %v", err)
+		}
+		return
+	}
+	if err == nil {
+		t.Fatalf("got success, want %v: %s", want, reason)
+	}
+	if errors.Is(err, ErrTokenInvalid) == errors.Is(err, ErrIdPUnavailable) {
+		t.Errorf("error %q must wrap exactly one of ErrTokenInvalid, ErrIdPUnavailable", err)
+	}
+	if !errors.Is(err, want) || !strings.Contains(err.Error(), reason) {
+		t.Errorf("error = %q, want %v containing %q", err, want, reason)
+	}
+	msg := err.Error()
+	for _, s := range []string{testToken, url.QueryEscape(testToken), testSecret,
+		url.QueryEscape(testSecret), "Basic ", "Authorization",
+		base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(testID) + ":" + url.QueryEscape(testSecret)))} {
+		if strings.Contains(msg, s) {
+			t.Errorf("error %q leaks %q", msg, s)
+		}
+	}
+}
+
+func TestIntrospect(t *testing.T) {
+	const exp = 1_700_000_060
+	active := fmt.Sprintf(`{"active":true,"sub":"alice","exp":%d}`, exp)
+	cases := []struct {
+		name    string
+		method  AuthMethod
+		handler http.HandlerFunc
+		want    error
+		reason  string
+		wantExp time.Time
+	}{
+		{name: "active basic", handler: jsonReply(200, active), wantExp: time.Unix(exp, 0)},
+		{name: "active post", method: ClientSecretPost, handler: jsonReply(200, active), wantExp: time.Unix(exp, 0)},
+		{name: "exp missing", handler: jsonReply(200, `{"active":true,"sub":"alice"}`)},
+		{name: "json with charset", handler: func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json; charset=utf-8")
+			_, _ = w.Write([]byte(active))
+		}, wantExp: time.Unix(exp, 0)},
+		{name: "inactive", handler: jsonReply(200, `{"active":false}`), want: ErrTokenInvalid, reason: "inactive"},
+		{name: "expired", handler: jsonReply(200, `{"active":true,"exp":1699999999}`), want: ErrTokenInvalid, reason: "expired"},
+		{name: "nbf future", handler: jsonReply(200, `{"active":true,"nbf":1700000100}`), want: ErrTokenInvalid, reason: "not yet valid"},
+		{name: "exp not a number", handler: jsonReply(200, `{"active":true,"exp":"soon"}`), want: ErrTokenInvalid, reason: "malformed exp"},
+		{name: "active string", handler: jsonReply(200, `{"active":"true"}`), want: ErrIdPUnavailable, reason: `"active" missing or not a boolean`},
+		{name: "active number", handler: jsonReply(200, `{"active":1}`), want: ErrIdPUnavailable, reason: `"active" missing`},
+		{name: "active missing", handler: jsonReply(200, `{"sub":"alice"}`), want: ErrIdPUnavailable, reason: `"active" missing`},
+		{name: "active duplicated", handler: jsonReply(200, `{"active":true,"active":false}`), want: ErrIdPUnavailable, reason: `duplicate "active"`},
+		{name: "top-level array", handler: jsonReply(200, `[{"active":true}]`), want: ErrIdPUnavailable, reason: "not a JSON object"},
+		{name: "malformed JSON", handler: jsonReply(200, `{"active":true`), want: ErrIdPUnavailable, reason: "malformed JSON"},
+		{name: "empty body", handler: jsonReply(200, ``), want: ErrIdPUnavailable, reason: "malformed JSON"},
+		{name: "status 500", handler: jsonReply(500, `{"active":true}`), want: ErrIdPUnavailable, reason: "status 500"},
+		{name: "status 401", handler: jsonReply(401, `{"error":"invalid_client"}`), want: ErrIdPUnavailable, reason: "status 401"},
+		{name: "html", handler: func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			_, _ = w.Write([]byte(active))
+		}, want: ErrIdPUnavailable, reason: "content type is not application/json"},
+		{name: "10 MB chunked", handler: hugeReply(false), want: ErrIdPUnavailable, reason: "response exceeds 1048576 bytes"},
+		{name: "10 MB with length", handler: hugeReply(true), want: ErrIdPUnavailable, reason: "response exceeds 1048576 bytes"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				checkRequest(t, r, tc.method)
+				tc.handler(w, r)
+			}))
+			defer srv.Close()
+			cfg := testConfig(srv.URL)
+			cfg.AuthMethod = tc.method
+			c := newTestClient(t, cfg)
+
+			start := time.Now()
+			res, err := c.Introspect(context.Background(), testToken)
+			if d := time.Since(start); d > time.Second {
+				t.Errorf("took %v", d)
+			}
+			checkErr(t, err, tc.want, tc.reason)
+			if tc.want != nil {
+				return
+			}
+			if sub := gjson.GetBytes(res.Claims, "sub").Str; sub != "alice" {
+				t.Errorf("claims = %s", res.Claims)
+			}
+			if !res.Expiry.Equal(tc.wantExp) {
+				t.Errorf("Expiry = %v, want %v", res.Expiry, tc.wantExp)
+			}
+		})
+	}
+}
+
+func TestEmptyTokenIsRejectedWithoutRequest(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hits.Add(1) }))
+	defer srv.Close()
+	_, err := newTestClient(t, testConfig(srv.URL)).Introspect(context.Background(), "")
+	checkErr(t, err, ErrTokenInvalid, "empty token")
+	if hits.Load() != 0 {
+		t.Error("empty token was sent to the IdP")
+	}
+}
+
+func TestRedirectNotFollowed(t *testing.T) {
+	var targetHits atomic.Int32
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		targetHits.Add(1)
+		jsonReply(200, `{"active":true}`)(w, r)
+	}))
+	defer target.Close()
+	for _, status := range []int{http.StatusFound, http.StatusTemporaryRedirect} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				http.Redirect(w, r, target.URL+"?token="+testToken, status)
+			}))
+			defer srv.Close()
+			_, err := newTestClient(t, testConfig(srv.URL)).Introspect(context.Background(), testToken)
+			checkErr(t, err, ErrIdPUnavailable, fmt.Sprintf("redirect (status %d) not followed", status))
+			if n := targetHits.Load(); n != 0 {
+				t.Errorf("redirect target hit %d times", n)
+			}
+		})
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	cases := []struct {
+		name    string
+		handler http.HandlerFunc
+		reason  string
+	}{
+		{"slow headers", stall(false), "timeout after 300ms"},
+		{"stalled body", stall(true), "timeout after 300ms"},
+		// The verdict is known at once; draining the body is cut at the deadline.
+		{"stalled 500 body", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500); stall(true)(w, r) }, "status 500"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(tc.handler)
+			defer srv.Close()
+			cfg := testConfig(srv.URL)
+			cfg.Timeout = timeout
+			c := newTestClient(t, cfg)
+
+			start := time.Now()
+			_, err := c.Introspect(context.Background(), testToken)
+			elapsed := time.Since(start)
+			checkErr(t, err, ErrIdPUnavailable, tc.reason)
+			if elapsed > timeout+time.Second {
+				t.Errorf("returned after %v, timeout %v", elapsed, timeout)
+			}
+		})
+	}
+}
+
+func TestCallerContextCanceled(t *testing.T) {
+	srv := httptest.NewServer(stall(false))
+	defer srv.Close()
+	c := newTestClient(t, testConfig(srv.URL))
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := c.Introspect(ctx, testToken)
+	checkErr(t, err, ErrIdPUnavailable, "context deadline exceeded")
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("returned after %v", d)
+	}
+}
+
+func TestConnectionRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	_, err = newTestClient(t, testConfig("http://"+addr)).Introspect(context.Background(), testToken)
+	checkErr(t, err, ErrIdPUnavailable, "connection refused")
+}
+
+// TestEchoingServerDoesNotLeak has a server answer with a status line that
+// echoes the token or the credentials, which net/http quotes in its error.
+func TestEchoingServerDoesNotLeak(t *testing.T) {
+	basic := base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(testID) + ":" + url.QueryEscape(testSecret)))
+	for _, echo := range []string{testToken, url.QueryEscape(testSecret), basic} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			_, _ = conn.Read(make([]byte, 4096))
+			_, _ = conn.Write([]byte(echo + " 200 OK\r\n\r\n"))
+		}()
+		_, err = newTestClient(t, testConfig("http://"+ln.Addr().String())).Introspect(context.Background(), testToken)
+		checkErr(t, err, ErrIdPUnavailable, "malformed HTTP version")
+		ln.Close()
+	}
+}
+
+func TestTLS(t *testing.T) {
+	srv := httptest.NewUnstartedServer(jsonReply(200, `{"active":true}`))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // expected handshake failures
+	srv.StartTLS()
+	defer srv.Close()
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	cases := []struct {
+		name   string
+		modify func(*Config)
+		want   error
+	}{
+		{"untrusted cert", func(*Config) {}, ErrIdPUnavailable},
+		{"trusted via RootCAs", func(c *Config) { c.RootCAs = pool }, nil},
+		{"verification disabled", func(c *Config) { c.TLSVerify = false }, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(srv.URL)
+			tc.modify(&cfg)
+			_, err := newTestClient(t, cfg).Introspect(context.Background(), testToken)
+			checkErr(t, err, tc.want, "certificate")
+		})
+	}
+}
+
+func TestKeepAlive(t *testing.T) {
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(jsonReply(200, `{"active":true}`))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	c := newTestClient(t, testConfig(srv.URL))
+	for range 20 {
+		if _, err := c.Introspect(context.Background(), testToken); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("opened %d connections, want 1", n)
+	}
+}
+
+func TestConcurrent(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok := r.PostFormValue("token")
+		sub, _ := json.Marshal(tok)
+		jsonReply(200, fmt.Sprintf(`{"active":%t,"sub":%s}`, !strings.HasSuffix(tok, "7"), sub))(w, r)
+	}))
+	defer srv.Close()
+	c := newTestClient(t, testConfig(srv.URL))
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Go(func() {
+			tok := fmt.Sprintf("token-%d", i)
+			res, err := c.Introspect(context.Background(), tok)
+			if strings.HasSuffix(tok, "7") {
+				if !errors.Is(err, ErrTokenInvalid) {
+					t.Errorf("%s: err = %v, want ErrTokenInvalid", tok, err)
+				}
+				return
+			}
+			if err != nil || gjson.GetBytes(res.Claims, "sub").Str != tok {
+				t.Errorf("%s: claims %s, err %v", tok, res.Claims, err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func TestNewValidation(t *testing.T) {
+	cases := []struct {
+		name   string
+		modify func(*Config)
+		want   string
+	}{
+		{"empty endpoint", func(c *Config) { c.Endpoint = "" }, "scheme"},
+		{"bad URL", func(c *Config) { c.Endpoint = "https://[::1" }, "invalid endpoint"},
+		{"ftp scheme", func(c *Config) { c.Endpoint = "ftp://idp.example/introspect" }, "scheme"},
+		{"no host", func(c *Config) { c.Endpoint = "https:///introspect" }, "no host"},
+		{"userinfo", func(c *Config) { c.Endpoint = "https://u:p@idp.example/" }, "credentials"},
+		{"no client id", func(c *Config) { c.ClientID = "" }, "client id"},
+		{"no client secret", func(c *Config) { c.ClientSecret = "" }, "client secret"},
+		{"zero timeout", func(c *Config) { c.Timeout = 0 }, "timeout"},
+		{"negative max body", func(c *Config) { c.MaxBodyBytes = -1 }, "max body"},
+		{"negative leeway", func(c *Config) { c.Leeway = -time.Second }, "leeway"},
+		{"unknown auth method", func(c *Config) { c.AuthMethod = 7 }, "auth method"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig("https://idp.example/introspect")
+			tc.modify(&cfg)
+			_, err := New(cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("New error = %v, want one containing %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), testSecret) {
+				t.Errorf("error leaks the secret: %v", err)
+			}
+		})
+	}
+}
+
+func TestParseAuthMethod(t *testing.T) {
+	for s, want := range map[string]AuthMethod{"client_secret_basic": ClientSecretBasic, "client_secret_post": ClientSecretPost} {
+		if got, err := ParseAuthMethod(s); err != nil || got != want {
+			t.Errorf("ParseAuthMethod(%q) = %v, %v", s, got, err)
+		}
+	}
+	for _, s := range []string{"", "basic", "private_key_jwt", "CLIENT_SECRET_BASIC"} {
+		if _, err := ParseAuthMethod(s); err == nil {
+			t.Errorf("ParseAuthMethod(%q) succeeded", s)
+		}
+	}
+}
+
+func TestParseResponse(t *testing.T) {
+	now := testNow
+	cases := []struct {
+		body    string
+		leeway  time.Duration
+		want    error
+		reason  string
+		wantExp time.Time
+	}{
+		{body: ` {"active":true} `},
+		{body: `{"\u0061ctive":true}`},
+		{body: `{"x":{"active":true}}`, want: ErrIdPUnavailable, reason: `"active" missing`},
+		{body: `{"active":null}`, want: ErrIdPUnavailable, reason: `"active" missing`},
+		{body: `{"active":true,"exp":1700000001}`, wantExp: now.Add(time.Second)},
+		{body: `{"active":true,"exp":1700000000.5}`, wantExp: now.Add(500 * time.Millisecond)},
+		{body: `{"active":true,"exp":1700000000}`, want: ErrTokenInvalid, reason: "expired"},
+		{body: `{"active":true,"exp":1700000000}`, leeway: time.Second, wantExp: now},
+		{body: `{"active":true,"exp":1699999995}`, leeway: 5 * time.Second, want: ErrTokenInvalid, reason: "expired"},
+		{body: `{"active":true,"exp":-1e400}`, want: ErrTokenInvalid, reason: "expired"},
+		{body: `{"active":true,"exp":1e400}`, wantExp: time.Unix(maxUnix, 0)},
+		{body: `{"active":true,"exp":null}`, want: ErrTokenInvalid, reason: "malformed exp"},
+		{body: `{"active":true,"exp":1,"exp":1800000000}`, want: ErrIdPUnavailable, reason: `duplicate "exp"`},
+		{body: `{"active":true,"nbf":1700000000}`},
+		{body: `{"active":true,"nbf":1700000005}`, leeway: 5 * time.Second},
+		{body: `{"active":true,"nbf":1700000006}`, leeway: 5 * time.Second, want: ErrTokenInvalid, reason: "not yet valid"},
+		{body: `{"active":true,"nbf":"now"}`, want: ErrTokenInvalid, reason: "malformed nbf"},
+		{body: `{"active":false,"exp":"x"}`, want: ErrTokenInvalid, reason: "inactive"},
+		{body: `"active"`, want: ErrIdPUnavailable, reason: "not a JSON object"},
+		{body: `{"active":true}{}`, want: ErrIdPUnavailable, reason: "malformed JSON"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.body, func(t *testing.T) {
+			res, err := parseResponse([]byte(tc.body), now, tc.leeway)
+			checkErr(t, err, tc.want, tc.reason)
+			if err == nil && (!res.Expiry.Equal(tc.wantExp) || string(res.Claims) != tc.body) {
+				t.Errorf("got %s expiry %v, want expiry %v", res.Claims, res.Expiry, tc.wantExp)
+			}
+		})
+	}
+}
+
+func FuzzParseResponse(f *testing.F) {
+	for _, s := range []string{`{"active":true}`, `{"active":false}`, `{"active":true,"exp":1700000001,"nbf":1}`,
+		`{"active":"true"}`, `[true]`, `{"active":true,"active":true}`, `{"\u0061ctive":true,"x":[1,{"a":null}]}`, ``, `{`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		res, err := parseResponse(body, testNow, time.Second)
+		if err != nil {
+			if errors.Is(err, ErrTokenInvalid) == errors.Is(err, ErrIdPUnavailable) {
+				t.Fatalf("error %q wraps neither or both sentinels", err)
+			}
+			return
+		}
+		var claims map[string]any
+		if err := json.Unmarshal(res.Claims, &claims); err != nil {
+			t.Fatalf("accepted %q, not a JSON object: %v", body, err)
+		}
+		if claims["active"] != true {
+			t.Fatalf("accepted %q with active = %v", body, claims["active"])
+		}
+	})
+}
+
+func BenchmarkIntrospect(b *testing.B) {
+	srv := httptest.NewServer(jsonReply(200, `{"active":true,"sub":"alice","client_id":"dev-42","scope":"mqtt:pub mqtt:sub","exp":1700003600}`))
+	defer srv.Close()
+	c := newTestClient(b, testConfig(srv.URL))
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Introspect(ctx, testToken); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
