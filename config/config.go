@@ -1,0 +1,308 @@
+// Package config turns the broker's plugin_opt_* lines into a validated Config.
+//
+// The option names, defaults and meanings are those of the C plugin this one replaces, so its users can
+// swap the shared object and keep their mosquitto.conf. Parsing is strict on purpose: an unknown option,
+// a malformed value or a template with an unknown placeholder is an error naming the option, because a
+// typo in a security setting must stop the broker rather than silently weaken it.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/introspect"
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/template"
+)
+
+// Option is one plugin_opt_KEY VALUE line, as the broker hands it over.
+type Option struct {
+	Key, Value string
+}
+
+// Policy says what to answer when a check fails: refuse the client, or let the broker ask
+// password_file or the next plugin.
+type Policy int
+
+const (
+	Deny Policy = iota
+	Defer
+)
+
+func (p Policy) String() string {
+	if p == Defer {
+		return "defer"
+	}
+	return "deny"
+}
+
+// DefaultTimeout bounds one call to the identity provider when no timeout option is given.
+const DefaultTimeout = 5 * time.Second
+
+// Config is the validated configuration of one plugin instance.
+type Config struct {
+	IntrospectionEndpoint string
+	ClientID              string
+	ClientSecret          string // from client_secret or the file named by client_secret_file
+	ClientSecretFile      string
+	AuthMethod            introspect.AuthMethod
+	TLSVerification       bool
+	CAFile                string
+	Timeout               time.Duration
+
+	UsernameValidation  bool
+	ValidationTemplate  *template.Template // nil unless UsernameValidation
+	ValidationError     Policy
+	UsernameReplacement bool
+	ReplacementTemplate *template.Template // nil unless UsernameReplacement
+	ReplacementError    Policy
+
+	TokenVerificationError Policy
+}
+
+// OptionError is a problem with one option; its message starts with the option's name as written in
+// mosquitto.conf so the operator knows which line to fix.
+type OptionError struct {
+	Key string
+	Err error
+}
+
+func (e *OptionError) Error() string { return "plugin_opt_" + e.Key + ": " + e.Err.Error() }
+func (e *OptionError) Unwrap() error { return e.Err }
+
+// options lists every option this plugin knows, with its help text. The order is the order of Summary.
+var options = []struct{ key, help string }{
+	{"introspection_endpoint", "URL of the RFC 7662 introspection endpoint (required)"},
+	{"client_id", "client id used to authenticate to the introspection endpoint (required)"},
+	{"client_secret", "client secret for the introspection endpoint (this or client_secret_file is required)"},
+	{"client_secret_file", "file holding the client secret, e.g. a Docker or Kubernetes secret"},
+	{"introspection_auth_method", "client_secret_basic (default) or client_secret_post"},
+	{"tls_verification", "verify the identity provider's TLS certificate: true (default) or false"},
+	{"ca_file", "PEM bundle of CA certificates to trust for the identity provider (default: system roots)"},
+	{"timeout", "seconds to wait for the identity provider, fractions allowed (default 5)"},
+	{"username_validation", "check the MQTT username against username_validation_template: true or false (default false)"},
+	{"username_validation_template", "template the MQTT username must equal"},
+	{"username_validation_error", "deny or defer (default defer) when the username does not match"},
+	{"username_replacement", "replace the MQTT username with username_replacement_template: true or false (default false)"},
+	{"username_replacement_template", "template rendered into the new MQTT username"},
+	{"username_replacement_error", "deny or defer (default deny) when the replacement cannot be rendered"},
+	{"token_verification_error", "deny or defer (default deny) when the token is not valid"},
+}
+
+// Keys returns the names of every known option, in documentation order, with their help text.
+func Keys() [][2]string {
+	out := make([][2]string, len(options))
+	for i, o := range options {
+		out[i] = [2]string{o.key, o.help}
+	}
+	return out
+}
+
+func known(key string) bool {
+	for _, o := range options {
+		if o.key == key {
+			return true
+		}
+	}
+	return false
+}
+
+// Parse validates the options of one plugin instance and reads client_secret_file if one is named.
+func Parse(opts []Option) (*Config, error) {
+	values := make(map[string]string, len(opts))
+	for _, o := range opts {
+		if !known(o.Key) {
+			return nil, &OptionError{o.Key, errors.New("unknown option")}
+		}
+		if _, dup := values[o.Key]; dup {
+			return nil, &OptionError{o.Key, errors.New("given more than once")}
+		}
+		values[o.Key] = strings.TrimSpace(o.Value)
+	}
+	p := parser{values: values}
+	c := &Config{
+		IntrospectionEndpoint:  p.str("introspection_endpoint"),
+		ClientID:               p.str("client_id"),
+		ClientSecret:           p.str("client_secret"),
+		ClientSecretFile:       p.str("client_secret_file"),
+		TLSVerification:        p.boolean("tls_verification", true),
+		CAFile:                 p.str("ca_file"),
+		Timeout:                p.seconds("timeout", DefaultTimeout),
+		UsernameValidation:     p.boolean("username_validation", false),
+		ValidationError:        p.policy("username_validation_error", Defer),
+		UsernameReplacement:    p.boolean("username_replacement", false),
+		ReplacementError:       p.policy("username_replacement_error", Deny),
+		TokenVerificationError: p.policy("token_verification_error", Deny),
+	}
+	c.AuthMethod = p.authMethod("introspection_auth_method")
+	c.ValidationTemplate = p.template("username_validation_template", c.UsernameValidation, "username_validation")
+	c.ReplacementTemplate = p.template("username_replacement_template", c.UsernameReplacement, "username_replacement")
+	p.require("introspection_endpoint")
+	p.require("client_id")
+	p.secret(c)
+	if p.err != nil {
+		return nil, p.err
+	}
+	return c, nil
+}
+
+// parser reads typed values out of the option map and keeps the first error, so Parse reads as a list
+// of fields rather than a ladder of if-err checks.
+type parser struct {
+	values map[string]string
+	err    error
+}
+
+func (p *parser) fail(key string, format string, args ...any) {
+	if p.err == nil {
+		p.err = &OptionError{key, fmt.Errorf(format, args...)}
+	}
+}
+
+func (p *parser) str(key string) string { return p.values[key] }
+
+func (p *parser) require(key string) {
+	if p.values[key] == "" {
+		p.fail(key, "required")
+	}
+}
+
+func (p *parser) boolean(key string, def bool) bool {
+	v, ok := p.values[key]
+	if !ok {
+		return def
+	}
+	switch strings.ToLower(v) {
+	case "true":
+		return true
+	case "false":
+		return false
+	}
+	p.fail(key, "%q is not true or false", v)
+	return def
+}
+
+func (p *parser) policy(key string, def Policy) Policy {
+	v, ok := p.values[key]
+	if !ok {
+		return def
+	}
+	switch strings.ToLower(v) {
+	case "deny":
+		return Deny
+	case "defer":
+		return Defer
+	}
+	p.fail(key, "%q is not deny or defer", v)
+	return def
+}
+
+// maxTimeout keeps a typo such as "timeout 500" from letting one slow identity provider hold the
+// broker thread for minutes.
+const maxTimeout = 60 * time.Second
+
+func (p *parser) seconds(key string, def time.Duration) time.Duration {
+	v, ok := p.values[key]
+	if !ok {
+		return def
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f != f { // f != f: NaN
+		p.fail(key, "%q is not a number of seconds", v)
+		return def
+	}
+	d := time.Duration(f * float64(time.Second))
+	if d <= 0 || d > maxTimeout {
+		p.fail(key, "%v is outside (0, %v]", v, maxTimeout.Seconds())
+		return def
+	}
+	return d
+}
+
+func (p *parser) authMethod(key string) introspect.AuthMethod {
+	v, ok := p.values[key]
+	if !ok {
+		return introspect.ClientSecretBasic
+	}
+	m, err := introspect.ParseAuthMethod(v)
+	if err != nil {
+		p.fail(key, "%q is not client_secret_basic or client_secret_post", v)
+	}
+	return m
+}
+
+// template parses the template option key, which is required when the boolean option enabledBy is true.
+// A template given while its feature is off is refused: the operator meant something that would not
+// happen.
+func (p *parser) template(key string, enabled bool, enabledBy string) *template.Template {
+	v, ok := p.values[key]
+	switch {
+	case !enabled && ok:
+		p.fail(key, "set but %s is false", enabledBy)
+		return nil
+	case !enabled:
+		return nil
+	case v == "":
+		p.fail(key, "required when %s is true", enabledBy)
+		return nil
+	}
+	t, err := template.Parse(v)
+	if err != nil {
+		p.fail(key, "%v", err)
+		return nil
+	}
+	return t
+}
+
+// secret resolves the client secret from client_secret or client_secret_file, exactly one of which must
+// be given. The file's trailing newline is dropped: secrets written with echo or a text editor have one.
+func (p *parser) secret(c *Config) {
+	switch {
+	case c.ClientSecret != "" && c.ClientSecretFile != "":
+		p.fail("client_secret_file", "give client_secret or client_secret_file, not both")
+	case c.ClientSecretFile != "":
+		b, err := os.ReadFile(c.ClientSecretFile)
+		if err != nil {
+			p.fail("client_secret_file", "%v", err)
+			return
+		}
+		c.ClientSecret = strings.TrimRight(string(b), "\r\n")
+		if c.ClientSecret == "" {
+			p.fail("client_secret_file", "%s is empty", c.ClientSecretFile)
+		}
+	case c.ClientSecret == "":
+		p.fail("client_secret", "required (or client_secret_file)")
+	}
+}
+
+// Summary is the one-line account of the effective configuration logged at start-up. The client secret
+// is never part of it.
+func (c *Config) Summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "introspection_endpoint=%s client_id=%s client_secret=", c.IntrospectionEndpoint, c.ClientID)
+	if c.ClientSecretFile != "" {
+		fmt.Fprintf(&b, "(from %s)", c.ClientSecretFile)
+	} else {
+		b.WriteString("(set)")
+	}
+	method := "client_secret_basic"
+	if c.AuthMethod == introspect.ClientSecretPost {
+		method = "client_secret_post"
+	}
+	fmt.Fprintf(&b, " introspection_auth_method=%s tls_verification=%t", method, c.TLSVerification)
+	if c.CAFile != "" {
+		fmt.Fprintf(&b, " ca_file=%s", c.CAFile)
+	}
+	fmt.Fprintf(&b, " timeout=%gs", c.Timeout.Seconds())
+	if c.UsernameValidation {
+		fmt.Fprintf(&b, " username_validation=%q on_error=%s", c.ValidationTemplate, c.ValidationError)
+	}
+	if c.UsernameReplacement {
+		fmt.Fprintf(&b, " username_replacement=%q on_error=%s", c.ReplacementTemplate, c.ReplacementError)
+	}
+	fmt.Fprintf(&b, " token_verification_error=%s", c.TokenVerificationError)
+	return b.String()
+}

@@ -1,0 +1,206 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/introspect"
+)
+
+// base is the smallest valid configuration.
+var base = []Option{
+	{"introspection_endpoint", "https://idp.example/introspect"},
+	{"client_id", "broker"},
+	{"client_secret", "s3cret"},
+}
+
+func with(extra ...Option) []Option {
+	return append(append([]Option{}, base...), extra...)
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		IntrospectionEndpoint:  "https://idp.example/introspect",
+		ClientID:               "broker",
+		ClientSecret:           "s3cret",
+		AuthMethod:             introspect.ClientSecretBasic,
+		TLSVerification:        true,
+		Timeout:                5 * time.Second,
+		ValidationError:        Defer,
+		ReplacementError:       Deny,
+		TokenVerificationError: Deny,
+	}
+	if *c != want {
+		t.Errorf("defaults:\n got %+v\nwant %+v", *c, want)
+	}
+}
+
+func TestValues(t *testing.T) {
+	tests := []struct {
+		name  string
+		opts  []Option
+		check func(*Config) bool
+	}{
+		{"tls off", with(Option{"tls_verification", "false"}), func(c *Config) bool { return !c.TLSVerification }},
+		{"bool case and spaces", with(Option{"tls_verification", " FALSE  "}), func(c *Config) bool { return !c.TLSVerification }},
+		{"fractional timeout", with(Option{"timeout", "0.25"}), func(c *Config) bool { return c.Timeout == 250*time.Millisecond }},
+		{"post auth", with(Option{"introspection_auth_method", "client_secret_post"}), func(c *Config) bool { return c.AuthMethod == introspect.ClientSecretPost }},
+		{"defer tokens", with(Option{"token_verification_error", "defer"}), func(c *Config) bool { return c.TokenVerificationError == Defer }},
+		{"deny validation", with(Option{"username_validation_error", "deny"}), func(c *Config) bool { return c.ValidationError == Deny }},
+		{"validation template", with(Option{"username_validation", "true"}, Option{"username_validation_template", "user-%%oidc-username%%"}),
+			func(c *Config) bool { return c.UsernameValidation && c.ValidationTemplate.HasPlaceholders() }},
+		{"replacement template", with(Option{"username_replacement", "true"}, Option{"username_replacement_template", "%%oidc-email%%"}),
+			func(c *Config) bool {
+				return c.UsernameReplacement && c.ReplacementTemplate.String() == "%%oidc-email%%"
+			}},
+		{"ca file", with(Option{"ca_file", "/etc/ssl/idp.pem"}), func(c *Config) bool { return c.CAFile == "/etc/ssl/idp.pem" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse(tt.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.check(c) {
+				t.Errorf("unexpected config %+v", *c)
+			}
+		})
+	}
+}
+
+func TestErrorsNameTheOption(t *testing.T) {
+	tests := []struct {
+		name string
+		opts []Option
+		key  string
+	}{
+		{"unknown", with(Option{"tls_verify", "true"}), "tls_verify"},
+		{"duplicate", with(Option{"client_id", "other"}), "client_id"},
+		{"no endpoint", base[1:], "introspection_endpoint"},
+		{"no client id", []Option{base[0], base[2]}, "client_id"},
+		{"no secret", base[:2], "client_secret"},
+		{"bad bool", with(Option{"tls_verification", "yes please"}), "tls_verification"},
+		{"bad policy", with(Option{"token_verification_error", "allow"}), "token_verification_error"},
+		{"bad timeout", with(Option{"timeout", "5s"}), "timeout"},
+		{"zero timeout", with(Option{"timeout", "0"}), "timeout"},
+		{"negative timeout", with(Option{"timeout", "-1"}), "timeout"},
+		{"NaN timeout", with(Option{"timeout", "NaN"}), "timeout"},
+		{"huge timeout", with(Option{"timeout", "1e300"}), "timeout"},
+		{"bad auth method", with(Option{"introspection_auth_method", "private_key_jwt"}), "introspection_auth_method"},
+		{"template without feature", with(Option{"username_replacement_template", "%%oidc-sub%%"}), "username_replacement_template"},
+		{"feature without template", with(Option{"username_validation", "true"}), "username_validation_template"},
+		{"unknown placeholder", with(Option{"username_replacement", "true"}, Option{"username_replacement_template", "%%oidc-name%%"}), "username_replacement_template"},
+		{"secret twice", with(Option{"client_secret_file", "/run/secrets/x"}), "client_secret_file"},
+		{"missing secret file", append(base[:2:2], Option{"client_secret_file", "/nonexistent/secret"}), "client_secret_file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(tt.opts)
+			var oe *OptionError
+			if !errors.As(err, &oe) {
+				t.Fatalf("got %v, want an OptionError", err)
+			}
+			if oe.Key != tt.key || !strings.HasPrefix(err.Error(), "plugin_opt_"+tt.key+": ") {
+				t.Errorf("error %q does not name %s", err, tt.key)
+			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("error %q leaks the secret", err)
+			}
+		})
+	}
+}
+
+func TestSecretFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "secret")
+	if err := os.WriteFile(path, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse([]Option{base[0], base[1], {"client_secret_file", path}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ClientSecret != "from-file" {
+		t.Errorf("secret %q, want the file's content without its newline", c.ClientSecret)
+	}
+	if strings.Contains(c.Summary(), "from-file") {
+		t.Error("summary shows the secret")
+	}
+
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Parse([]Option{base[0], base[1], {"client_secret_file", empty}}); err == nil {
+		t.Error("an empty secret file was accepted")
+	}
+}
+
+func TestSummaryMasksSecret(t *testing.T) {
+	c, err := Parse(with(Option{"username_replacement", "true"}, Option{"username_replacement_template", "group-%%zitadel-role%%"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Summary()
+	if strings.Contains(s, "s3cret") {
+		t.Errorf("summary leaks the secret: %s", s)
+	}
+	for _, want := range []string{"client_id=broker", "timeout=5s", `"group-%%zitadel-role%%"`, "token_verification_error=deny"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("summary %q lacks %q", s, want)
+		}
+	}
+}
+
+func TestEveryOptionIsDocumented(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Skip("README.md not present")
+	}
+	example, err := os.ReadFile("../mosquitto.conf.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range Keys() {
+		if !strings.Contains(string(readme), "`"+kv[0]+"`") {
+			t.Errorf("README.md does not document %s", kv[0])
+		}
+		if !strings.Contains(string(example), "plugin_opt_"+kv[0]) {
+			t.Errorf("mosquitto.conf.example does not show %s", kv[0])
+		}
+	}
+}
+
+// FuzzParse feeds arbitrary option values: Parse must never panic, and whatever it accepts must be
+// usable (templates present when their feature is on, a positive bounded timeout).
+func FuzzParse(f *testing.F) {
+	f.Add("timeout", "1.5")
+	f.Add("username_replacement_template", "%%claim:a.b%%")
+	f.Add("tls_verification", "TRUE")
+	f.Add("username_validation_template", "%%")
+	f.Fuzz(func(t *testing.T, key, value string) {
+		opts := with(Option{key, value})
+		if strings.HasSuffix(key, "_template") {
+			opts = append(opts, Option{strings.TrimSuffix(key, "_template"), "true"})
+		}
+		c, err := Parse(opts)
+		if err != nil {
+			return
+		}
+		if c.Timeout <= 0 || c.Timeout > maxTimeout {
+			t.Errorf("accepted timeout %v", c.Timeout)
+		}
+		if c.UsernameValidation != (c.ValidationTemplate != nil) || c.UsernameReplacement != (c.ReplacementTemplate != nil) {
+			t.Errorf("feature and template disagree: %+v", *c)
+		}
+		_ = c.Summary()
+	})
+}

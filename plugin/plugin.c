@@ -1,0 +1,119 @@
+// The broker-facing side of the plugin: the three entry points Mosquitto looks up, the callback
+// trampolines that hand event data to Go, a wrapper for the broker's variadic log function, and the
+// SA_ONSTACK repair of the broker's signal handlers. Logic lives in Go; this file only translates.
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "shim.h"
+#include "_cgo_export.h"
+
+// One instance per plugin line (and per listener with per_listener_settings true). It is the userdata the
+// broker hands back to every callback, so no state is shared between instances.
+struct instance {
+	mosquitto_plugin_id_t *id;
+	uintptr_t handle; // cgo.Handle of the Go instance
+};
+
+void oauth2_log(int level, const char *msg)
+{
+	mosquitto_log_printf(level, "oauth2: %s", msg);
+}
+
+static int on_basic_auth(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_basic_auth *ed = event_data;
+	struct instance *inst = userdata;
+	(void)event;
+	return goBasicAuth(inst->handle, ed->client, ed->username, ed->password);
+}
+
+// Mosquitto installs its handlers with signal() after plugin init, so they lack SA_ONSTACK. In 2.0 the
+// broker thread blocks these signals while it waits in epoll, so they usually land on a Go thread, where
+// a handler without SA_ONSTACK may run on a goroutine stack. Re-installing them with SA_ONSTACK on the
+// first tick (after the broker set them) is what the Go runtime documents as required.
+static void add_sa_onstack(void)
+{
+	int sigs[] = {SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2, SIGRTMIN};
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		struct sigaction sa;
+		if (sigaction(sigs[i], NULL, &sa) != 0) {
+			continue;
+		}
+		if (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN || (sa.sa_flags & SA_ONSTACK)) {
+			continue;
+		}
+		sa.sa_flags |= SA_ONSTACK;
+		sigaction(sigs[i], &sa, NULL);
+	}
+}
+
+static int on_tick(int event, void *event_data, void *userdata)
+{
+	static int signals_fixed;
+	(void)event;
+	(void)event_data;
+	(void)userdata;
+	if (!signals_fixed) {
+		add_sa_onstack();
+		signals_fixed = 1;
+	}
+	return MOSQ_ERR_SUCCESS;
+}
+
+int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
+{
+	for (int i = 0; i < supported_version_count; i++) {
+		if (supported_versions[i] == 5) {
+			return 5;
+		}
+	}
+	return -1;
+}
+
+int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, struct mosquitto_opt *opts, int opt_count)
+{
+	struct instance *inst = calloc(1, sizeof(*inst));
+	if (inst == NULL) {
+		return MOSQ_ERR_NOMEM;
+	}
+	inst->id = identifier;
+	int rc = goPluginInit(opts, opt_count, &inst->handle);
+	if (rc != MOSQ_ERR_SUCCESS) {
+		free(inst);
+		return rc;
+	}
+	rc = mosquitto_callback_register(identifier, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, inst);
+	if (rc == MOSQ_ERR_SUCCESS) {
+		// Only the first instance's registration succeeds (the broker refuses the same function twice
+		// per event); one tick handler per process is all the signal repair needs.
+		int trc = mosquitto_callback_register(identifier, MOSQ_EVT_TICK, on_tick, NULL, inst);
+		if (trc != MOSQ_ERR_SUCCESS && trc != MOSQ_ERR_ALREADY_EXISTS) {
+			rc = trc;
+		}
+	}
+	if (rc != MOSQ_ERR_SUCCESS) {
+		oauth2_log(MOSQ_LOG_ERR, "could not register callbacks (is the plugin loaded twice for the same listener?)");
+		mosquitto_callback_unregister(identifier, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
+		goPluginCleanup(inst->handle);
+		free(inst);
+		return rc;
+	}
+	*userdata = inst;
+	return MOSQ_ERR_SUCCESS;
+}
+
+int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opts, int opt_count)
+{
+	struct instance *inst = userdata;
+	(void)opts;
+	(void)opt_count;
+	if (inst == NULL) {
+		return MOSQ_ERR_SUCCESS;
+	}
+	mosquitto_callback_unregister(inst->id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
+	mosquitto_callback_unregister(inst->id, MOSQ_EVT_TICK, on_tick, NULL);
+	goPluginCleanup(inst->handle);
+	free(inst);
+	return MOSQ_ERR_SUCCESS;
+}
