@@ -1,0 +1,157 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+)
+
+// noConnack stands for "the broker closed the socket without a CONNACK": what a plugin returning a
+// wrong code causes, and what the tests must never see.
+const noConnack = 0xFF
+
+// client is one connected MQTT client of either protocol version, with the messages it received.
+type client struct {
+	v3   mqtt.Client
+	v5   *paho.Client
+	msgs chan string // "topic payload"
+}
+
+// connect3 connects with MQTT 3.1.1 and returns the CONNACK return code; the client is nil unless 0.
+func connect3(t *testing.T, port int, id, user, pass string) (*client, byte) {
+	t.Helper()
+	c := &client{msgs: make(chan string, 100)}
+	opts := mqtt.NewClientOptions().
+		AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", port)).
+		SetClientID(id).SetUsername(user).SetPassword(pass).
+		SetProtocolVersion(4).SetAutoReconnect(false).SetConnectRetry(false).
+		SetConnectTimeout(10 * time.Second).SetCleanSession(true).
+		SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) {
+			c.msgs <- m.Topic() + " " + string(m.Payload())
+		})
+	c.v3 = mqtt.NewClient(opts)
+	tok := c.v3.Connect()
+	if !tok.WaitTimeout(15 * time.Second) {
+		t.Fatal("MQTT 3.1.1 connect timed out")
+	}
+	rc := tok.(*mqtt.ConnectToken).ReturnCode()
+	if rc == 0 && tok.Error() != nil || rc == 0xFE {
+		return nil, noConnack
+	}
+	if rc != 0 {
+		return nil, rc
+	}
+	t.Cleanup(func() { c.v3.Disconnect(0) })
+	return c, 0
+}
+
+// connect5 connects with MQTT 5 and returns the CONNACK reason code; the client is nil unless 0.
+func connect5(t *testing.T, port int, id, user, pass string) (*client, byte) {
+	t.Helper()
+	c := &client{msgs: make(chan string, 100)}
+	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.v5 = paho.NewClient(paho.ClientConfig{
+		Conn: conn,
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			c.msgs <- pr.Packet.Topic + " " + string(pr.Packet.Payload)
+			return true, nil
+		}},
+	})
+	cp := &paho.Connect{ClientID: id, KeepAlive: 30, CleanStart: true,
+		Username: user, UsernameFlag: user != "", Password: []byte(pass), PasswordFlag: pass != ""}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	ca, err := c.v5.Connect(ctx, cp)
+	if ca == nil {
+		conn.Close()
+		return nil, noConnack
+	}
+	if err != nil || ca.ReasonCode != 0 {
+		return nil, ca.ReasonCode
+	}
+	t.Cleanup(func() { c.v5.Disconnect(&paho.Disconnect{}) })
+	return c, 0
+}
+
+// Subscribe subscribes at QoS 1 and returns the granted code (0-2, or a failure code >= 0x80).
+func (c *client) Subscribe(t *testing.T, filter string) byte {
+	t.Helper()
+	if c.v5 != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		sa, err := c.v5.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 1}}})
+		if sa == nil {
+			t.Fatalf("subscribe %s: %v", filter, err)
+		}
+		return sa.Reasons[0]
+	}
+	tok := c.v3.Subscribe(filter, 1, nil)
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe %s: %v", filter, tok.Error())
+	}
+	return tok.(*mqtt.SubscribeToken).Result()[filter]
+}
+
+// Publish publishes at QoS 1 and waits for the PUBACK.
+func (c *client) Publish(t *testing.T, topic, payload string) {
+	t.Helper()
+	if c.v5 != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := c.v5.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: []byte(payload)}); err != nil {
+			t.Fatalf("publish %s: %v", topic, err)
+		}
+		return
+	}
+	tok := c.v3.Publish(topic, 1, false, payload)
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish %s: %v", topic, tok.Error())
+	}
+}
+
+// Expect waits for one message and checks it.
+func (c *client) Expect(t *testing.T, want string) {
+	t.Helper()
+	select {
+	case got := <-c.msgs:
+		if got != want {
+			t.Errorf("received %q, want %q", got, want)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("did not receive %q", want)
+	}
+}
+
+// ExpectNothing checks that no message arrives for a short while.
+func (c *client) ExpectNothing(t *testing.T) {
+	t.Helper()
+	select {
+	case got := <-c.msgs:
+		t.Errorf("received %q, want nothing", got)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// connectFunc is connect3 or connect5, so cases run under both protocol versions.
+type connectFunc func(t *testing.T, port int, id, user, pass string) (*client, byte)
+
+// protocols runs a case under both protocol versions, with the code a refusal must carry in each:
+// CONNACK 5 for MQTT 3.1.1, reason code 0x87 for MQTT 5.
+var protocols = []struct {
+	name    string
+	connect connectFunc
+	refused byte
+}{
+	{"mqtt311", connect3, 5},
+	{"mqtt5", connect5, 0x87},
+}
