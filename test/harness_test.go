@@ -278,7 +278,6 @@ func introspectionOpts(i *idp, p pki) []string {
 		"client_id", "broker",
 		"client_secret", brokerSecret,
 		"ca_file", p.CAFile,
-		"timeout", "2",
 	}
 }
 
@@ -309,7 +308,7 @@ func tryStartBroker(t *testing.T, conf string) (*broker, error) {
 	b.Port = b.Ports[0]
 	// user root: the broker would otherwise drop to the mosquitto user, which cannot read the test's
 	// temporary files.
-	conf = "user root\nlog_dest stdout\nlog_type all\n" + conf
+	conf = "user root\nlog_dest stderr\nlog_type all\n" + conf
 	confPath := filepath.Join(dir, "mosquitto.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
