@@ -1,0 +1,354 @@
+#!/usr/bin/env bash
+# Local demo of mosquitto-oauth2, run by `make demo` (after deps and build) from the repository root.
+#
+# It starts the test identity provider (test/idp) over HTTPS with a throwaway CA, and a Mosquitto broker
+# with build/mosquitto-oauth2.so whose configuration is derived from mosquitto.conf.example. Then it
+# fetches an access token for the device client "demo-device" and prints a mosquitto_sub/mosquitto_pub
+# pair that authenticates with it. Everything listens on 127.0.0.1 only and lives in one temporary
+# directory, removed on exit. Ctrl-C stops both servers.
+#
+# Environment:
+#   MOSQUITTO          broker binary (default: mosquitto on PATH, else /usr/sbin/mosquitto)
+#   DEMO_IDP_PORT      port for the IdP (default 9443 if free, else any free port)
+#   DEMO_BROKER_PORT   port for the broker (default 1883 if free, else any free port)
+#   DEMO_SMOKE=1       do not wait for Ctrl-C: check that a token-authenticated subscriber receives a
+#                      message (and that a wrong username and a bogus token are refused), then exit
+#                      0 on success, non-zero on failure. CI runs this.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd -P)
+SO="$ROOT/build/mosquitto-oauth2.so"
+EXAMPLE="$ROOT/mosquitto.conf.example"
+IDP_DIR="$ROOT/test/idp"
+MOSQUITTO=${MOSQUITTO:-$(command -v mosquitto 2>/dev/null || echo /usr/sbin/mosquitto)}
+SMOKE=${DEMO_SMOKE:-0}
+
+say() { printf 'demo: %s\n' "$*"; }
+die() {
+	printf 'demo: %s\n' "$*" >&2
+	exit 1
+}
+
+# ------------------------------------------------------------------------------------------ checks
+
+[ -f "$SO" ] || die "$SO is missing: run make build (or make demo)"
+[ -f "$EXAMPLE" ] || die "$EXAMPLE is missing"
+[ -x "$MOSQUITTO" ] || command -v "$MOSQUITTO" >/dev/null 2>&1 || die "no mosquitto broker ($MOSQUITTO): run make deps"
+for tool in node openssl curl mosquitto_sub mosquitto_pub awk; do
+	command -v "$tool" >/dev/null 2>&1 || die "$tool is required but not installed (make deps)"
+done
+[ -d "$IDP_DIR/node_modules/oidc-provider" ] || die "test/idp has no node_modules: run make deps"
+
+# -------------------------------------------------------------------------------- clean-up on exit
+
+DIR=""
+IDP_PID=""
+BROKER_PID=""
+SUB_PID=""
+
+# stop PID: SIGTERM, then SIGKILL if it is still there after 5 s.
+stop() {
+	local pid=$1 i
+	[ -n "$pid" ] || return 0
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for i in $(seq 50); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+	trap - INT TERM EXIT
+	stop "$SUB_PID"
+	stop "$BROKER_PID"
+	stop "$IDP_PID"
+	[ -z "$DIR" ] || rm -rf "$DIR"
+}
+trap 'rc=$?; cleanup; exit $rc' EXIT
+trap 'echo; say "stopping"; cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
+
+DIR=$(mktemp -d "${TMPDIR:-/tmp}/mosquitto-oauth2-demo.XXXXXX")
+DIR=$(cd "$DIR" && pwd -P)
+
+# ------------------------------------------------------------------------------------------- ports
+
+# in_use PORT: something accepts connections on 127.0.0.1:PORT.
+in_use() {
+	timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
+}
+
+# pick_port PREFERRED [AVOID]: PREFERRED if free, else a free port the kernel hands out, never AVOID.
+pick_port() {
+	local want=$1 avoid=${2:-} p i
+	if [ "$want" != "$avoid" ] && ! in_use "$want"; then
+		echo "$want"
+		return
+	fi
+	for i in $(seq 20); do
+		if command -v python3 >/dev/null 2>&1; then
+			p=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+		else
+			p=$((20000 + RANDOM % 40000))
+		fi
+		if [ "$p" != "$avoid" ] && ! in_use "$p"; then
+			echo "$p"
+			return
+		fi
+	done
+	die "no free port found"
+}
+
+IDP_PORT=$(pick_port "${DEMO_IDP_PORT:-9443}")
+BROKER_PORT=$(pick_port "${DEMO_BROKER_PORT:-1883}" "$IDP_PORT")
+ISSUER="https://127.0.0.1:$IDP_PORT"
+
+# ---------------------------------------------------------------------- throwaway CA and server cert
+
+say "working directory $DIR"
+(
+	cd "$DIR"
+	openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-keyout ca.key -out ca.pem -days 2 -subj "/CN=mosquitto-oauth2 demo CA" \
+		-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-keyout server.key -out server.csr -subj "/CN=127.0.0.1"
+	printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature" \
+		"extendedKeyUsage=serverAuth" "subjectAltName=IP:127.0.0.1,DNS:localhost" >server.ext
+	openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -set_serial "0x$(openssl rand -hex 8)" \
+		-days 2 -extfile server.ext -out server.pem
+	chmod 600 ca.key server.key
+) >"$DIR/openssl.log" 2>&1 || {
+	cat "$DIR/openssl.log" >&2
+	die "openssl failed"
+}
+CA="$DIR/ca.pem"
+
+# ------------------------------------------------------------------------------- identity provider
+
+BROKER_CLIENT=broker
+BROKER_SECRET=$(openssl rand -hex 16)
+DEVICE_CLIENT=demo-device
+DEVICE_SECRET=$(openssl rand -hex 16)
+DEVICE_USER=demo
+
+(
+	umask 077
+	cat >"$DIR/clients.json" <<EOF
+{
+  "scopes": ["mqtt"],
+  "clients": [
+    {"client_id": "$BROKER_CLIENT", "client_secret": "$BROKER_SECRET"},
+    {"client_id": "$DEVICE_CLIENT", "client_secret": "$DEVICE_SECRET",
+     "claims": {"sub": "demo-sub", "username": "$DEVICE_USER", "email": "demo@example.com"}}
+  ]
+}
+EOF
+)
+
+say "starting test/idp on $ISSUER"
+(
+	cd "$IDP_DIR"
+	IDP_PORT=$IDP_PORT IDP_HOST=127.0.0.1 IDP_TLS_CERT="$DIR/server.pem" IDP_TLS_KEY="$DIR/server.key" \
+		IDP_CLIENTS="$DIR/clients.json" exec node server.js
+) >"$DIR/idp.out" 2>"$DIR/idp.log" &
+IDP_PID=$!
+
+for i in $(seq 300); do
+	grep -q '^IDP READY' "$DIR/idp.out" && break
+	kill -0 "$IDP_PID" 2>/dev/null || {
+		cat "$DIR/idp.log" >&2
+		die "test/idp exited during start-up"
+	}
+	[ "$i" -lt 300 ] || die "test/idp not ready after 30 s (log: $DIR/idp.log)"
+	sleep 0.1
+done
+
+# ------------------------------------------------------------------------------ broker configuration
+
+# The broker's configuration is mosquitto.conf.example with these lines replaced. The first line setting
+# a key, commented out ("#key ...") or not, becomes the replacement; further uncommented lines with that
+# key are commented out; a key the example does not mention is appended. An empty replacement comments
+# the key out. Uncommented plugin_opt_ lines not listed here are commented out too, so the plugin gets
+# exactly the options below whatever the example enables.
+OVERRIDES="$DIR/overrides.tsv"
+{
+	printf '%s\t%s\n' \
+		listener "listener $BROKER_PORT 127.0.0.1" \
+		log_dest "log_dest stderr" \
+		persistence "persistence false" \
+		persistence_location "" \
+		password_file "" \
+		acl_file "" \
+		plugin "plugin $SO" \
+		plugin_opt_introspection_endpoint "plugin_opt_introspection_endpoint $ISSUER/token/introspection" \
+		plugin_opt_client_id "plugin_opt_client_id $BROKER_CLIENT" \
+		plugin_opt_client_secret "plugin_opt_client_secret $BROKER_SECRET" \
+		plugin_opt_client_secret_file "" \
+		plugin_opt_ca_file "plugin_opt_ca_file $CA" \
+		plugin_opt_username_validation "plugin_opt_username_validation true" \
+		plugin_opt_username_validation_template "plugin_opt_username_validation_template %%oidc-username%%" \
+		plugin_opt_username_validation_error "plugin_opt_username_validation_error deny"
+	# Started as root, Mosquitto would switch to the mosquitto user, which cannot read this directory.
+	if [ "$(id -u)" -eq 0 ]; then
+		printf '%s\t%s\n' user "user root"
+	fi
+} >"$OVERRIDES"
+
+CONF="$DIR/mosquitto.conf"
+awk -v overrides="$OVERRIDES" '
+BEGIN {
+	while ((getline line < overrides) > 0) {
+		tab = index(line, "\t")
+		key = substr(line, 1, tab - 1)
+		repl[key] = substr(line, tab + 1)
+		order[++n] = key
+	}
+	close(overrides)
+}
+{
+	key = ""
+	if (match($0, /^#?[A-Za-z_]+([ \t]|$)/)) {
+		key = $0
+		sub(/^#/, "", key)
+		sub(/[ \t].*$/, "", key)
+	}
+	commented = substr($0, 1, 1) == "#"
+	if (key != "" && key in repl) {
+		if (!(key in done)) {
+			done[key] = 1
+			if (repl[key] != "") print repl[key]
+			else if (commented) print
+			else print "#" $0
+			next
+		}
+		if (!commented) { print "#" $0; next }
+	} else if (key ~ /^plugin_opt_/ && !commented) {
+		print "#" $0
+		next
+	}
+	print
+}
+END {
+	for (i = 1; i <= n; i++)
+		if (!(order[i] in done) && repl[order[i]] != "") print repl[order[i]]
+}' "$EXAMPLE" >"$CONF"
+
+# Check the result: every replacement line exactly once, every emptied key never active, and the plugin
+# line before its options.
+while IFS=$'\t' read -r key line; do
+	if [ -n "$line" ]; then
+		[ "$(grep -cxF -- "$line" "$CONF")" -eq 1 ] || die "deriving $CONF: \"$line\" not there exactly once"
+	fi
+	[ "$(grep -cE "^${key}([[:space:]]|\$)" "$CONF")" -le 1 ] || die "deriving $CONF: $key set more than once"
+	if [ -z "$line" ] && grep -qE "^${key}([[:space:]]|\$)" "$CONF"; then
+		die "deriving $CONF: $key should be commented out"
+	fi
+done <"$OVERRIDES"
+plugin_line=$(grep -nE '^plugin[[:space:]]' "$CONF" | head -1 | cut -d: -f1)
+first_opt=$(grep -nE '^plugin_opt_' "$CONF" | head -1 | cut -d: -f1)
+[ -n "$plugin_line" ] && [ -n "$first_opt" ] && [ "$plugin_line" -lt "$first_opt" ] ||
+	die "deriving $CONF: the plugin line must come before the plugin_opt_ lines"
+chmod 600 "$CONF"
+
+# ---------------------------------------------------------------------------------------- broker
+
+LOG="$DIR/mosquitto.log"
+say "starting $MOSQUITTO on 127.0.0.1:$BROKER_PORT"
+"$MOSQUITTO" -c "$CONF" >"$LOG" 2>&1 &
+BROKER_PID=$!
+
+for i in $(seq 100); do
+	kill -0 "$BROKER_PID" 2>/dev/null || {
+		cat "$LOG" >&2
+		die "mosquitto exited during start-up (config: $CONF)"
+	}
+	in_use "$BROKER_PORT" && break
+	[ "$i" -lt 100 ] || die "mosquitto not listening after 10 s (log: $LOG)"
+	sleep 0.1
+done
+
+# ----------------------------------------------------------------------------------------- token
+
+TOKEN_CMD="curl -sS --cacert $CA -u $DEVICE_CLIENT:$DEVICE_SECRET -d grant_type=client_credentials $ISSUER/token"
+token() {
+	curl -fsS --cacert "$CA" -u "$DEVICE_CLIENT:$DEVICE_SECRET" -d grant_type=client_credentials "$ISSUER/token" |
+		node -e 'let s = ""; process.stdin.on("data", d => s += d).on("end", () => {
+			const t = JSON.parse(s).access_token; if (!t) process.exit(1); process.stdout.write(t); })'
+}
+TOKEN=$(token) || die "could not get a token for $DEVICE_CLIENT (IdP log: $DIR/idp.log)"
+
+SUB=(mosquitto_sub -h 127.0.0.1 -p "$BROKER_PORT" -u "$DEVICE_USER" -P "$TOKEN" -t 'demo/#' -v)
+PUB=(mosquitto_pub -h 127.0.0.1 -p "$BROKER_PORT" -u "$DEVICE_USER" -P "$TOKEN" -t demo/hello -m hi)
+
+cat <<EOF
+
+Identity provider: $ISSUER (test/idp; log $DIR/idp.log)
+Broker:            127.0.0.1:$BROKER_PORT (log $LOG, config $CONF)
+
+The device "$DEVICE_CLIENT" got an access token (valid 1 h); its claims say username "$DEVICE_USER", and
+the broker checks the MQTT username against them (username_validation_template %%oidc-username%%).
+
+In one terminal:
+  mosquitto_sub -h 127.0.0.1 -p $BROKER_PORT -u $DEVICE_USER -P '$TOKEN' -t 'demo/#' -v
+In another:
+  mosquitto_pub -h 127.0.0.1 -p $BROKER_PORT -u $DEVICE_USER -P '$TOKEN' -t demo/hello -m hi
+
+Another token (the "access_token" member of the answer):
+  $TOKEN_CMD
+
+EOF
+
+# -------------------------------------------------------------------------------------- smoke test
+
+if [ "$SMOKE" = 1 ]; then
+	say "smoke test"
+	"${SUB[@]}" -C 1 -W 10 >"$DIR/sub.out" 2>"$DIR/sub.err" &
+	SUB_PID=$!
+	# The subscriber may not have subscribed yet when the first message goes out: publish until it got one.
+	for i in $(seq 20); do
+		"${PUB[@]}" 2>"$DIR/pub.err" || {
+			cat "$DIR/pub.err" "$LOG" >&2
+			die "FAIL: mosquitto_pub with the token was refused"
+		}
+		sleep 0.5
+		kill -0 "$SUB_PID" 2>/dev/null || break
+	done
+	rc=0
+	wait "$SUB_PID" || rc=$?
+	SUB_PID=""
+	if [ "$rc" -ne 0 ] || [ "$(cat "$DIR/sub.out")" != "demo/hello hi" ]; then
+		cat "$DIR/sub.out" "$DIR/sub.err" "$LOG" >&2
+		die "FAIL: the subscriber did not receive demo/hello hi (exit $rc)"
+	fi
+	say "ok: subscriber received \"demo/hello hi\""
+	if mosquitto_pub -h 127.0.0.1 -p "$BROKER_PORT" -u someone-else -P "$TOKEN" -t demo/x -m x 2>/dev/null; then
+		die "FAIL: a username that does not match the token was accepted"
+	fi
+	say "ok: a username that does not match the token is refused"
+	if mosquitto_pub -h 127.0.0.1 -p "$BROKER_PORT" -u "$DEVICE_USER" -P not-a-token -t demo/x -m x 2>/dev/null; then
+		die "FAIL: a bogus token was accepted"
+	fi
+	say "ok: a bogus token is refused"
+	if grep -qF -e "$TOKEN" -e "$BROKER_SECRET" "$LOG"; then
+		die "FAIL: the broker log contains the token or the broker's client secret"
+	fi
+	say "ok: no token or secret in the broker log"
+	say "smoke test passed"
+	exit 0
+fi
+
+# ------------------------------------------------------------------------------------ foreground
+
+say "running; Ctrl-C stops the broker and the IdP and removes $DIR"
+# wait returns when either server exits, or at once when a signal arrives (the traps then clean up).
+wait -n "$IDP_PID" "$BROKER_PID" || true
+kill -0 "$BROKER_PID" 2>/dev/null || {
+	tail -n 20 "$LOG" >&2
+	die "mosquitto exited"
+}
+tail -n 20 "$DIR/idp.log" >&2
+die "test/idp exited"
