@@ -8,9 +8,11 @@ package auth
 import (
 	"context"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"os"
+	"time"
+
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/cache"
 
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/config"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/introspect"
@@ -63,9 +65,10 @@ type Verifier interface {
 
 // Engine decides CONNECTs for one plugin instance. It is safe for concurrent use.
 type Engine struct {
-	cfg      *config.Config
-	verifier Verifier
-	log      Logger
+	cfg *config.Config
+	log Logger
+	v   *verifier
+	async
 }
 
 // New builds the engine for cfg, with its own introspection client. It does no network I/O: the first
@@ -90,11 +93,27 @@ func New(cfg *config.Config, log Logger) (*Engine, error) {
 	if err != nil {
 		return nil, &config.OptionError{Key: "introspection_endpoint", Err: err}
 	}
-	return newEngine(cfg, client, log), nil
+	return newEngine(cfg, client, log, time.Now), nil
 }
 
-func newEngine(cfg *config.Config, v Verifier, log Logger) *Engine {
-	return &Engine{cfg: cfg, verifier: v, log: log}
+func newEngine(cfg *config.Config, check Verifier, log Logger, now func() time.Time) *Engine {
+	e := &Engine{cfg: cfg, log: log}
+	entries := cfg.CacheMaxEntries
+	if cfg.CacheTTL == 0 && cfg.NegativeCacheTTL == 0 {
+		entries = 0
+	}
+	e.v = &verifier{
+		check:    check,
+		cache:    cache.New[verdict](entries, now),
+		ttl:      cfg.CacheTTL,
+		negTTL:   cfg.NegativeCacheTTL,
+		breaker:  &breaker{threshold: cfg.BreakerFailures, cooldown: cfg.BreakerCooldown, now: now, log: log},
+		now:      now,
+		render:   e.render,
+		inflight: make(map[cache.Key]*call),
+	}
+	e.async.init(e, cfg.Timeout)
+	return e
 }
 
 // loadCAFile reads a PEM bundle. Only these CAs are trusted for the identity provider, not the system's
@@ -111,13 +130,28 @@ func loadCAFile(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// Authenticate decides one CONNECT. It runs on the broker thread, so it must stay within the configured
-// timeout; ctx may shorten it further.
+// Authenticate decides one CONNECT. On Mosquitto 2.0 it runs on the broker thread, so it stays within
+// the configured timeout; ctx may shorten it further.
 //
 // The order is the C plugin's: a username template without placeholders is checked before the token is
 // sent anywhere (so a password_file user is deferred without a call to the identity provider), then the
-// token is verified, then the templates that need claims are rendered.
+// token is verified, then the templates that need claims are applied.
 func (e *Engine) Authenticate(ctx context.Context, req Request) Decision {
+	if d, ok := e.FromMemory(req); ok {
+		return d
+	}
+	vd, err := e.v.verify(ctx, cache.KeyOf(req.Password), req.Password)
+	if err != nil {
+		return e.refuseAt(LevelWarning, req, e.cfg.TokenVerificationError, "token verification failed: "+err.Error())
+	}
+	return e.decide(req, vd)
+}
+
+// FromMemory decides req without any I/O when it can: a username that fails a placeholder-free
+// validation template, a missing token, or a token in the cache. ok is false when the IdP must be
+// asked. This is the whole cost of a reconnect with a known token, and of Mosquitto's re-check of every
+// client on SIGHUP.
+func (e *Engine) FromMemory(req Request) (d Decision, ok bool) {
 	c := e.cfg
 	val := c.ValidationTemplate
 	if c.UsernameValidation && !val.HasPlaceholders() && req.Username != val.String() {
@@ -126,40 +160,60 @@ func (e *Engine) Authenticate(ctx context.Context, req Request) Decision {
 		if c.ValidationError == config.Defer {
 			level = LevelDebug
 		}
-		return e.refuseAt(level, req, c.ValidationError, "username does not match username_validation_template")
+		return e.refuseAt(level, req, c.ValidationError, "username does not match username_validation_template"), true
 	}
 	if req.Password == "" {
-		return e.refuse(req, c.TokenVerificationError, "no token in the password field")
+		return e.refuse(req, c.TokenVerificationError, "no token in the password field"), true
 	}
-	res, err := e.verifier.Introspect(ctx, req.Password)
-	if err != nil {
-		level := LevelNotice
-		if errors.Is(err, introspect.ErrIdPUnavailable) {
-			level = LevelWarning
-		}
-		return e.refuseAt(level, req, c.TokenVerificationError, "token verification failed: "+err.Error())
+	if vd, hit := e.v.cached(cache.KeyOf(req.Password)); hit {
+		return e.decide(req, vd), true
 	}
-	if c.UsernameValidation && val.HasPlaceholders() {
-		want, err := val.Render(res.Claims)
+	return Decision{}, false
+}
+
+// render applies the templates that need claims, once per verified token.
+func (e *Engine) render(claims []byte) verdict {
+	var vd verdict
+	c := e.cfg
+	if c.UsernameValidation && c.ValidationTemplate.HasPlaceholders() {
+		name, err := c.ValidationTemplate.Render(claims)
 		if err != nil {
-			return e.refuse(req, c.ValidationError, "username_validation_template: "+err.Error())
+			vd.validErr = err.Error()
 		}
-		if req.Username != want {
+		vd.validName = name
+	}
+	if c.UsernameReplacement {
+		name, err := renderName(c.ReplacementTemplate, claims)
+		if err != nil {
+			vd.renameErr = err.Error()
+		}
+		vd.newName = name
+	}
+	return vd
+}
+
+// decide turns a verdict into the answer for this client.
+func (e *Engine) decide(req Request, vd verdict) Decision {
+	c := e.cfg
+	if !vd.valid {
+		return e.refuse(req, c.TokenVerificationError, "token verification failed: "+vd.reason)
+	}
+	if c.UsernameValidation && c.ValidationTemplate.HasPlaceholders() {
+		if vd.validErr != "" {
+			return e.refuse(req, c.ValidationError, "username_validation_template: "+vd.validErr)
+		}
+		if req.Username != vd.validName {
 			return e.refuse(req, c.ValidationError, "username does not match username_validation_template")
 		}
 	}
+	// No log line for an accepted client: the broker logs every connection itself, with the new
+	// username, and a reconnect with a cached token should cost no formatting.
 	d := Decision{Result: Allow}
 	if c.UsernameReplacement {
-		name, err := renderName(c.ReplacementTemplate, res.Claims)
-		if err != nil {
-			return e.refuse(req, c.ReplacementError, "username_replacement_template: "+err.Error())
+		if vd.renameErr != "" {
+			return e.refuse(req, c.ReplacementError, "username_replacement_template: "+vd.renameErr)
 		}
-		d.Rename, d.Username = true, name
-	}
-	if d.Rename {
-		e.log.Log(LevelInfo, fmt.Sprintf("client %q from %s authenticated by token, username set to %q", req.ClientID, req.Address, d.Username))
-	} else {
-		e.log.Log(LevelInfo, fmt.Sprintf("client %q from %s authenticated by token", req.ClientID, req.Address))
+		d.Rename, d.Username = true, vd.newName
 	}
 	return d
 }

@@ -61,7 +61,22 @@ type Config struct {
 	ReplacementError    Policy
 
 	TokenVerificationError Policy
+
+	CacheTTL         time.Duration // 0 turns the cache off
+	CacheMaxEntries  int
+	NegativeCacheTTL time.Duration // 0 keeps no refusals
+	BreakerFailures  int           // 0 turns the circuit breaker off
+	BreakerCooldown  time.Duration
 }
+
+// Defaults of the cache and the circuit breaker.
+const (
+	DefaultCacheTTL         = 5 * time.Minute
+	DefaultCacheMaxEntries  = 100000
+	DefaultNegativeCacheTTL = 10 * time.Second
+	DefaultBreakerFailures  = 5
+	DefaultBreakerCooldown  = 10 * time.Second
+)
 
 // OptionError is a problem with one option; its message starts with the option's name as written in
 // mosquitto.conf so the operator knows which line to fix.
@@ -90,6 +105,11 @@ var options = []struct{ key, help string }{
 	{"username_replacement_template", "template rendered into the new MQTT username"},
 	{"username_replacement_error", "deny or defer (default deny) when the replacement cannot be rendered"},
 	{"token_verification_error", "deny or defer (default deny) when the token is not valid"},
+	{"cache_ttl", "seconds a verified token is remembered, never past its exp; 0 turns the cache off (default 300)"},
+	{"cache_max_entries", "most tokens remembered; the least recently used go first (default 100000)"},
+	{"negative_cache_ttl", "seconds a refused token is remembered; 0 turns this off (default 10)"},
+	{"circuit_breaker_failures", "IdP failures in a row that open the circuit breaker; 0 turns it off (default 5)"},
+	{"circuit_breaker_cooldown", "seconds the open breaker answers without asking the IdP before it probes again (default 10)"},
 }
 
 // Keys returns the names of every known option, in documentation order, with their help text.
@@ -130,12 +150,17 @@ func Parse(opts []Option) (*Config, error) {
 		ClientSecretFile:       p.str("client_secret_file"),
 		TLSVerification:        p.boolean("tls_verification", true),
 		CAFile:                 p.str("ca_file"),
-		Timeout:                p.seconds("timeout", DefaultTimeout),
+		Timeout:                p.seconds("timeout", DefaultTimeout, false, maxTimeout),
 		UsernameValidation:     p.boolean("username_validation", false),
 		ValidationError:        p.policy("username_validation_error", Defer),
 		UsernameReplacement:    p.boolean("username_replacement", false),
 		ReplacementError:       p.policy("username_replacement_error", Deny),
 		TokenVerificationError: p.policy("token_verification_error", Deny),
+		CacheTTL:               p.seconds("cache_ttl", DefaultCacheTTL, true, 24*time.Hour),
+		CacheMaxEntries:        p.count("cache_max_entries", DefaultCacheMaxEntries, 10000000),
+		NegativeCacheTTL:       p.seconds("negative_cache_ttl", DefaultNegativeCacheTTL, true, time.Hour),
+		BreakerFailures:        p.count("circuit_breaker_failures", DefaultBreakerFailures, 1000),
+		BreakerCooldown:        p.seconds("circuit_breaker_cooldown", DefaultBreakerCooldown, false, time.Hour),
 	}
 	c.AuthMethod = p.authMethod("introspection_auth_method")
 	c.ValidationTemplate = p.template("username_validation_template", c.UsernameValidation, "username_validation")
@@ -204,7 +229,9 @@ func (p *parser) policy(key string, def Policy) Policy {
 // broker thread for minutes.
 const maxTimeout = 60 * time.Second
 
-func (p *parser) seconds(key string, def time.Duration) time.Duration {
+// seconds reads a number of seconds, fractions allowed, at most max and above zero unless zero is
+// allowed (zero then turns a feature off).
+func (p *parser) seconds(key string, def time.Duration, zero bool, max time.Duration) time.Duration {
 	v, ok := p.values[key]
 	if !ok {
 		return def
@@ -214,12 +241,29 @@ func (p *parser) seconds(key string, def time.Duration) time.Duration {
 		p.fail(key, "%q is not a number of seconds", v)
 		return def
 	}
-	d := time.Duration(f * float64(time.Second))
-	if d <= 0 || d > maxTimeout {
-		p.fail(key, "%v is outside (0, %v]", v, maxTimeout.Seconds())
+	if f < 0 || (f == 0 && !zero) || f > max.Seconds() {
+		low := "above 0"
+		if zero {
+			low = "0"
+		}
+		p.fail(key, "%v is not between %s and %v", v, low, max.Seconds())
 		return def
 	}
-	return d
+	return time.Duration(f * float64(time.Second))
+}
+
+// count reads a whole number between 0 and max.
+func (p *parser) count(key string, def, max int) int {
+	v, ok := p.values[key]
+	if !ok {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > max {
+		p.fail(key, "%q is not a whole number between 0 and %d", v, max)
+		return def
+	}
+	return n
 }
 
 func (p *parser) authMethod(key string) introspect.AuthMethod {
@@ -304,5 +348,7 @@ func (c *Config) Summary() string {
 		fmt.Fprintf(&b, " username_replacement=%q on_error=%s", c.ReplacementTemplate, c.ReplacementError)
 	}
 	fmt.Fprintf(&b, " token_verification_error=%s", c.TokenVerificationError)
+	fmt.Fprintf(&b, " cache_ttl=%gs cache_max_entries=%d negative_cache_ttl=%gs circuit_breaker_failures=%d circuit_breaker_cooldown=%gs",
+		c.CacheTTL.Seconds(), c.CacheMaxEntries, c.NegativeCacheTTL.Seconds(), c.BreakerFailures, c.BreakerCooldown.Seconds())
 	return b.String()
 }

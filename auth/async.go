@@ -1,0 +1,99 @@
+package auth
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/config"
+)
+
+// maxInFlight bounds the goroutines that talk to the IdP at once for delayed checks. More waiting
+// clients queue for a slot within their own deadline; the IdP is never hit by an unbounded burst.
+const maxInFlight = 64
+
+// Completion is the answer to a delayed check, to be handed to the broker on its own thread.
+type Completion struct {
+	ClientID string
+	Decision Decision
+}
+
+// async runs checks off the broker thread (Mosquitto 2.1's delayed basic auth) and queues their
+// answers until the broker thread collects them.
+type async struct {
+	e       *Engine
+	timeout time.Duration
+	slots   chan struct{}
+	ctx     context.Context
+	stop    context.CancelFunc
+	pending atomic.Int64
+
+	mu   sync.Mutex
+	done []Completion
+}
+
+func (a *async) init(e *Engine, timeout time.Duration) {
+	a.e, a.timeout = e, timeout
+	a.slots = make(chan struct{}, maxInFlight)
+	a.ctx, a.stop = context.WithCancel(context.Background())
+}
+
+// CanDelay says whether every answer a check can reach after asking the IdP is allow or deny. A
+// delayed check can only be completed with success or failure: a defer to password_file or the next
+// plugin is no longer possible once the broker has been told to wait, so with a defer policy after
+// verification the check must stay synchronous.
+func (e *Engine) CanDelay() bool {
+	c := e.cfg
+	return c.TokenVerificationError == config.Deny &&
+		(!c.UsernameValidation || !c.ValidationTemplate.HasPlaceholders() || c.ValidationError == config.Deny) &&
+		(!c.UsernameReplacement || c.ReplacementError == config.Deny)
+}
+
+// Start checks req in the background. Its answer appears in Completed within the configured timeout
+// (a deny if the IdP did not answer in time).
+func (e *Engine) Start(req Request) {
+	a := &e.async
+	a.pending.Add(1)
+	go func() {
+		ctx, cancel := context.WithTimeout(a.ctx, a.timeout)
+		defer cancel()
+		var d Decision
+		select {
+		case a.slots <- struct{}{}:
+			d = e.Authenticate(ctx, req)
+			<-a.slots
+		case <-ctx.Done():
+			d = e.refuseAt(LevelWarning, req, config.Deny, "token verification failed: no free slot to ask the identity provider in time")
+		}
+		a.mu.Lock()
+		a.done = append(a.done, Completion{ClientID: req.ClientID, Decision: d})
+		a.mu.Unlock()
+		a.pending.Add(-1)
+	}()
+}
+
+// Completed moves the finished checks into dst and returns it. The broker thread calls it on every tick.
+func (e *Engine) Completed(dst []Completion) []Completion {
+	a := &e.async
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	dst = append(dst, a.done...)
+	clear(a.done)
+	a.done = a.done[:0]
+	return dst
+}
+
+// Pending is the number of checks running or finished but not yet collected by Completed.
+func (e *Engine) Pending() int {
+	a := &e.async
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return int(a.pending.Load()) + len(a.done)
+}
+
+// Close cancels checks in flight; their clients get a deny if anyone still collects them.
+func (e *Engine) Close() { e.async.stop() }
+
+// RenamesClients says whether accepted clients get a username from username_replacement_template.
+func (e *Engine) RenamesClients() bool { return e.cfg.UsernameReplacement }
