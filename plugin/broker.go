@@ -8,17 +8,41 @@ import "C"
 
 import (
 	"fmt"
+	"sync"
 	"unsafe"
 
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/auth"
 )
 
-// brokerLog is the core's Logger, writing through the broker's log so log_dest and log_type apply.
-// The broker's functions may only be called on its own thread; every caller in this plugin runs inside
-// a broker callback.
-type brokerLog struct{}
+// logQueue is the core's Logger. The broker's log function may only be called on the broker thread,
+// but the core also logs from goroutines (delayed checks, the circuit breaker), so lines wait here
+// until the broker thread flushes them: at the end of every callback and on every tick.
+type logQueue struct {
+	mu    sync.Mutex
+	lines []logEntry
+}
 
-func (brokerLog) Log(level auth.Level, msg string) { logLine(level, msg) }
+type logEntry struct {
+	level auth.Level
+	msg   string
+}
+
+func (q *logQueue) Log(level auth.Level, msg string) {
+	q.mu.Lock()
+	q.lines = append(q.lines, logEntry{level, msg})
+	q.mu.Unlock()
+}
+
+// flush writes the queued lines; call it only on the broker thread.
+func (q *logQueue) flush() {
+	q.mu.Lock()
+	lines := q.lines
+	q.lines = nil
+	q.mu.Unlock()
+	for _, l := range lines {
+		logLine(l.level, l.msg)
+	}
+}
 
 var brokerLevels = [...]C.int{
 	auth.LevelDebug:   C.MOSQ_LOG_DEBUG,
@@ -28,19 +52,31 @@ var brokerLevels = [...]C.int{
 	auth.LevelError:   C.MOSQ_LOG_ERR,
 }
 
+// logLine writes through the broker's log so log_dest and log_type apply. Broker thread only.
 func logLine(level auth.Level, msg string) {
 	cs := C.CString(msg)
 	defer C.free(unsafe.Pointer(cs))
 	C.oauth2_log(brokerLevels[level], cs)
 }
 
-// setUsername gives the client its new name. The broker copies the string and re-reads its acl_file
-// entries for the client, so %u patterns see the new name from the first ACL check on.
+// setUsername gives the client its new name ("" makes it anonymous). The broker copies the string and
+// re-reads its acl_file entries for the client, so %u patterns see the new name from the first ACL check
+// on.
 func setUsername(client *C.struct_mosquitto, name string) error {
-	cs := C.CString(name)
-	defer C.free(unsafe.Pointer(cs))
+	var cs *C.char
+	if name != "" {
+		cs = C.CString(name)
+		defer C.free(unsafe.Pointer(cs))
+	}
 	if rc := C.mosquitto_set_username(client, cs); rc != C.MOSQ_ERR_SUCCESS {
 		return fmt.Errorf("mosquitto_set_username failed with code %d", int(rc))
 	}
 	return nil
+}
+
+// kick disconnects a client by id, without its will.
+func kick(clientID string) {
+	cs := C.CString(clientID)
+	defer C.free(unsafe.Pointer(cs))
+	C.mosquitto_kick_client_by_clientid(cs, false)
 }

@@ -1,6 +1,9 @@
 // The broker-facing side of the plugin: the three entry points Mosquitto looks up, the callback
-// trampolines that hand event data to Go, a wrapper for the broker's variadic log function, and the
-// SA_ONSTACK repair of the broker's signal handlers. Logic lives in Go; this file only translates.
+// trampolines that hand event data to Go, a wrapper for the broker's variadic log function, the lookup
+// of Mosquitto 2.1's delayed-auth call, and the SA_ONSTACK repair of the broker's signal handlers.
+// Logic lives in Go; this file only translates.
+#define _GNU_SOURCE
+#include <dlfcn.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -13,11 +16,30 @@
 struct instance {
 	mosquitto_plugin_id_t *id;
 	uintptr_t handle; // cgo.Handle of the Go instance
+	int connect_registered;
 };
+
+// Resolved once at the first init: the same .so serves 2.0, which lacks the function, and 2.1.
+static void (*complete_basic_auth)(const char *, int);
+static int complete_basic_auth_resolved;
 
 void oauth2_log(int level, const char *msg)
 {
 	mosquitto_log_printf(level, "oauth2: %s", msg);
+}
+
+int oauth2_delay_available(void)
+{
+	if (!complete_basic_auth_resolved) {
+		complete_basic_auth = (void (*)(const char *, int))dlsym(RTLD_DEFAULT, "mosquitto_complete_basic_auth");
+		complete_basic_auth_resolved = 1;
+	}
+	return complete_basic_auth != NULL;
+}
+
+void oauth2_complete_basic_auth(const char *client_id, int result)
+{
+	complete_basic_auth(client_id, result);
 }
 
 static int on_basic_auth(int event, void *event_data, void *userdata)
@@ -26,6 +48,15 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	struct instance *inst = userdata;
 	(void)event;
 	return goBasicAuth(inst->handle, ed->client, ed->username, ed->password);
+}
+
+static int on_connect(int event, void *event_data, void *userdata)
+{
+	struct oauth2_evt_connect *ed = event_data;
+	struct instance *inst = userdata;
+	(void)event;
+	goConnect(inst->handle, ed->client);
+	return MOSQ_ERR_SUCCESS;
 }
 
 // Mosquitto installs its handlers with signal() after plugin init, so they lack SA_ONSTACK. In 2.0 the
@@ -51,13 +82,15 @@ static void add_sa_onstack(void)
 static int on_tick(int event, void *event_data, void *userdata)
 {
 	static int signals_fixed;
+	struct mosquitto_evt_tick *ed = event_data;
+	struct instance *inst = userdata;
 	(void)event;
-	(void)event_data;
-	(void)userdata;
 	if (!signals_fixed) {
 		add_sa_onstack();
 		signals_fixed = 1;
 	}
+	// 2.1 reads this field as next_ms, the longest it may wait before the next tick; 2.0 ignores it.
+	ed->next_ns = goTick(inst->handle);
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -71,6 +104,15 @@ int mosquitto_plugin_version(int supported_version_count, const int *supported_v
 	return -1;
 }
 
+static void unregister_all(struct instance *inst)
+{
+	mosquitto_callback_unregister(inst->id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
+	mosquitto_callback_unregister(inst->id, MOSQ_EVT_TICK, on_tick, NULL);
+	if (inst->connect_registered) {
+		mosquitto_callback_unregister(inst->id, OAUTH2_EVT_CONNECT, on_connect, NULL);
+	}
+}
+
 int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, struct mosquitto_opt *opts, int opt_count)
 {
 	struct instance *inst = calloc(1, sizeof(*inst));
@@ -78,23 +120,26 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 		return MOSQ_ERR_NOMEM;
 	}
 	inst->id = identifier;
-	int rc = goPluginInit(opts, opt_count, &inst->handle);
+	int delay = oauth2_delay_available();
+	int rc = goPluginInit(opts, opt_count, delay, &inst->handle);
 	if (rc != MOSQ_ERR_SUCCESS) {
 		free(inst);
 		return rc;
 	}
+	// The broker refuses the same function twice for one event and listener, so a second plugin line for
+	// the same listener fails here.
 	rc = mosquitto_callback_register(identifier, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, inst);
 	if (rc == MOSQ_ERR_SUCCESS) {
-		// Only the first instance's registration succeeds (the broker refuses the same function twice
-		// per event); one tick handler per process is all the signal repair needs.
-		int trc = mosquitto_callback_register(identifier, MOSQ_EVT_TICK, on_tick, NULL, inst);
-		if (trc != MOSQ_ERR_SUCCESS && trc != MOSQ_ERR_ALREADY_EXISTS) {
-			rc = trc;
-		}
+		rc = mosquitto_callback_register(identifier, MOSQ_EVT_TICK, on_tick, NULL, inst);
+	}
+	if (rc == MOSQ_ERR_SUCCESS && delay) {
+		// 2.1 only: where a delayed check renames the client (see goConnect).
+		rc = mosquitto_callback_register(identifier, OAUTH2_EVT_CONNECT, on_connect, NULL, inst);
+		inst->connect_registered = rc == MOSQ_ERR_SUCCESS;
 	}
 	if (rc != MOSQ_ERR_SUCCESS) {
 		oauth2_log(MOSQ_LOG_ERR, "could not register callbacks (is the plugin loaded twice for the same listener?)");
-		mosquitto_callback_unregister(identifier, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
+		unregister_all(inst);
 		goPluginCleanup(inst->handle);
 		free(inst);
 		return rc;
@@ -111,8 +156,7 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opts, int opt
 	if (inst == NULL) {
 		return MOSQ_ERR_SUCCESS;
 	}
-	mosquitto_callback_unregister(inst->id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
-	mosquitto_callback_unregister(inst->id, MOSQ_EVT_TICK, on_tick, NULL);
+	unregister_all(inst);
 	goPluginCleanup(inst->handle);
 	free(inst);
 	return MOSQ_ERR_SUCCESS;

@@ -21,35 +21,64 @@ import (
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/config"
 )
 
+// Tick intervals asked of Mosquitto 2.1 (2.0 ticks about every 100 ms whatever we ask).
+const (
+	tickPendingMS = 2 // answers are due: collect them quickly
+	tickIdleMS    = 1 // only log lines and the breaker's notes can be waiting
+)
+
 // instance is the Go state of one plugin line, reached from C through a cgo.Handle kept in the
 // broker's userdata. Nothing lives in package globals: the same .so may serve several listeners with
 // different options.
 type instance struct {
 	engine *auth.Engine
+	log    *logQueue
+	// delay: checks that miss the cache run in the background and are completed in TICK (2.1).
+	delay bool
+	// renames holds the usernames of delayed checks between mosquitto_complete_basic_auth and the
+	// CONNECT event it fires, keyed by client id; only the broker thread touches it.
+	renames    map[string]string
+	completion []auth.Completion
 }
 
 //export goPluginInit
-func goPluginInit(opts *C.struct_mosquitto_opt, count C.int, handle *C.uintptr_t) (rc C.int) {
+func goPluginInit(opts *C.struct_mosquitto_opt, count C.int, delayAvailable C.int, handle *C.uintptr_t) (rc C.int) {
 	defer recoverTo(&rc, C.MOSQ_ERR_UNKNOWN, "plugin init")
 	cfg, err := config.Parse(copyOptions(opts, count))
 	if err != nil {
 		logLine(auth.LevelError, "configuration error: "+err.Error())
 		return C.MOSQ_ERR_INVAL
 	}
-	engine, err := auth.New(cfg, brokerLog{})
+	log := &logQueue{}
+	engine, err := auth.New(cfg, log)
 	if err != nil {
 		logLine(auth.LevelError, "configuration error: "+err.Error())
 		return C.MOSQ_ERR_INVAL
 	}
-	logLine(auth.LevelInfo, "loaded: "+cfg.Summary())
-	*handle = C.uintptr_t(cgo.NewHandle(&instance{engine: engine}))
+	inst := &instance{engine: engine, log: log, renames: make(map[string]string)}
+	mode := "synchronous checks (this broker has no delayed basic auth)"
+	if delayAvailable != 0 {
+		switch {
+		case !engine.CanDelay():
+			mode = "synchronous checks (a defer policy applies after verification, and a delayed check cannot defer)"
+		default:
+			inst.delay = true
+			mode = "delayed checks on cache misses"
+		}
+	}
+	logLine(auth.LevelInfo, "loaded, "+mode+": "+cfg.Summary())
+	*handle = C.uintptr_t(cgo.NewHandle(inst))
 	return C.MOSQ_ERR_SUCCESS
 }
 
 //export goPluginCleanup
 func goPluginCleanup(handle C.uintptr_t) {
 	defer recoverTo(nil, 0, "plugin cleanup")
-	cgo.Handle(handle).Delete()
+	h := cgo.Handle(handle)
+	inst := h.Value().(*instance)
+	inst.engine.Close()
+	inst.log.flush()
+	h.Delete()
 }
 
 //export goBasicAuth
@@ -58,16 +87,37 @@ func goBasicAuth(handle C.uintptr_t, client *C.struct_mosquitto, username, passw
 	// CONNACK.
 	defer recoverTo(&rc, C.MOSQ_ERR_AUTH, "basic auth")
 	inst := cgo.Handle(handle).Value().(*instance)
+	defer inst.log.flush()
 	req := auth.Request{
 		ClientID: goString(C.mosquitto_client_id(client)),
 		Username: goString(username),
 		Password: goString(password),
 		Address:  goString(C.mosquitto_client_address(client)),
 	}
-	d := inst.engine.Authenticate(context.Background(), req)
+	d, known := inst.engine.FromMemory(req)
+	if !known && inst.delay && req.ClientID != "" {
+		if inst.engine.RenamesClients() {
+			// Until the answer names the client, it must not act under the name it chose: ACL checks
+			// that Mosquitto runs while completing the connection see an anonymous client instead.
+			if err := setUsername(client, ""); err != nil {
+				inst.log.Log(auth.LevelError, fmt.Sprintf("client %q: %v", req.ClientID, err))
+				return C.MOSQ_ERR_AUTH
+			}
+		}
+		inst.engine.Start(req)
+		return C.OAUTH2_ERR_AUTH_DELAYED
+	}
+	if !known {
+		d = inst.engine.Authenticate(context.Background(), req)
+	}
+	return inst.answer(client, req.ClientID, d)
+}
+
+// answer applies a decision to a client in BASIC_AUTH and maps it to the broker's code.
+func (inst *instance) answer(client *C.struct_mosquitto, clientID string, d auth.Decision) C.int {
 	if d.Rename && d.Result == auth.Allow {
 		if err := setUsername(client, d.Username); err != nil {
-			logLine(auth.LevelError, fmt.Sprintf("client %q: %v", req.ClientID, err))
+			inst.log.Log(auth.LevelError, fmt.Sprintf("client %q: %v", clientID, err))
 			return C.MOSQ_ERR_AUTH
 		}
 	}
@@ -78,6 +128,66 @@ func goBasicAuth(handle C.uintptr_t, client *C.struct_mosquitto, username, passw
 		return C.MOSQ_ERR_PLUGIN_DEFER
 	}
 	return C.MOSQ_ERR_AUTH
+}
+
+// goTick runs on the broker thread: it completes delayed checks and writes queued log lines. It returns
+// how many milliseconds Mosquitto 2.1 may wait before the next tick.
+//
+//export goTick
+func goTick(handle C.uintptr_t) (next C.long) {
+	next = tickIdleMS
+	defer recoverTo(nil, 0, "tick")
+	inst := cgo.Handle(handle).Value().(*instance)
+	defer inst.log.flush()
+	if !inst.delay {
+		return next
+	}
+	inst.completion = inst.engine.Completed(inst.completion[:0])
+	for _, c := range inst.completion {
+		inst.complete(c)
+	}
+	clear(inst.completion)
+	if inst.engine.Pending() > 0 {
+		return tickPendingMS
+	}
+	return next
+}
+
+// complete hands one delayed answer to the broker. mosquitto_complete_basic_auth looks the client up by
+// id, so a client that left meanwhile is simply not found. On success the broker fires the CONNECT event
+// from inside the call, where goConnect applies the username.
+func (inst *instance) complete(c auth.Completion) {
+	rc := C.int(C.MOSQ_ERR_AUTH)
+	if c.Decision.Result == auth.Allow {
+		rc = C.MOSQ_ERR_SUCCESS
+		if c.Decision.Rename {
+			inst.renames[c.ClientID] = c.Decision.Username
+			defer delete(inst.renames, c.ClientID)
+		}
+	}
+	id := C.CString(c.ClientID)
+	defer C.free(unsafe.Pointer(id))
+	C.oauth2_complete_basic_auth(id, rc)
+}
+
+// goConnect (Mosquitto 2.1) gives a client accepted by a delayed check the username its token renders.
+// If that fails the client is kicked: it must not stay connected under a name it chose itself.
+//
+//export goConnect
+func goConnect(handle C.uintptr_t, client *C.struct_mosquitto) {
+	defer recoverTo(nil, 0, "connect")
+	inst := cgo.Handle(handle).Value().(*instance)
+	defer inst.log.flush()
+	id := goString(C.mosquitto_client_id(client))
+	name, ok := inst.renames[id]
+	if !ok {
+		return
+	}
+	delete(inst.renames, id)
+	if err := setUsername(client, name); err != nil {
+		inst.log.Log(auth.LevelError, fmt.Sprintf("client %q: %v; disconnecting it", id, err))
+		kick(id)
+	}
 }
 
 // recoverTo turns a panic into a log line and, when rc is not nil, the fail-closed code failRC.

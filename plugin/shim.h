@@ -9,8 +9,25 @@
 #include <mosquitto_plugin.h>
 #include <mosquitto.h>
 
+// Mosquitto 2.1 additions, declared here because the plugin builds against the 2.0 headers and finds
+// them at load time (see oauth2_delay_available).
+#define OAUTH2_ERR_AUTH_DELAYED (-5)
+#define OAUTH2_EVT_CONNECT 11
+struct oauth2_evt_connect {
+	void *future;
+	struct mosquitto *client;
+	void *future2[4];
+};
+
 // oauth2_log logs one line through the broker. mosquitto_log_printf is variadic, which cgo cannot call,
 // and msg must never be used as a format string.
 void oauth2_log(int level, const char *msg);
+
+// oauth2_delay_available says whether the broker has mosquitto_complete_basic_auth (Mosquitto 2.1).
+int oauth2_delay_available(void);
+
+// oauth2_complete_basic_auth answers a delayed check; call only when oauth2_delay_available.
+void oauth2_complete_basic_auth(const char *client_id, int result);
+
 
 #endif
