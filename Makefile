@@ -3,18 +3,26 @@
 GO        ?= go
 BUILD     := build
 SO        := $(BUILD)/mosquitto-oauth2.so
-MOSQUITTO ?= $(shell command -v mosquitto 2>/dev/null || echo /usr/sbin/mosquitto)
-GOSRC     := $(shell find . -name '*.go' -not -path './test/idp/*') plugin/plugin.c plugin/shim.h go.mod go.sum
-UNIT_PKGS := ./auth/... ./config/... ./introspect/... ./template/...
+# BROKER picks the Mosquitto the end-to-end tests and the benchmark run against; scripts/brokers.sh
+# prepares it (2.0.21 from bookworm-backports, 2.1.2 in a Debian sid root). MOSQUITTO overrides it with
+# a binary of your own.
+BROKER    ?= 2.0.11
+BROKERS   ?= 2.0.11 2.0.21 2.1.2
+BENCH_BROKERS ?= 2.0.11 2.1.2
+MOSQUITTO ?=
+GOSRC     := $(shell find . -path ./build -prune -o -path ./test/idp -prune -o -name '*.go' -print) plugin/plugin.c plugin/shim.h go.mod go.sum
+UNIT_PKGS := ./auth/... ./bench/... ./cache/... ./config/... ./introspect/... ./template/...
 FUZZTIME  ?= 10s
 
-.PHONY: help build test unit e2e fuzz lint demo deps clean
+.PHONY: help build test unit e2e e2e-all bench fuzz lint demo deps clean
 
 help:
 	@echo "make build   build $(SO)"
 	@echo "make test    install what is missing, then run lint, unit and end-to-end tests"
 	@echo "make unit    unit tests with -race"
-	@echo "make e2e     end-to-end tests: the built .so in a real Mosquitto against test/idp"
+	@echo "make e2e     end-to-end tests: the built .so in a real Mosquitto (BROKER=$(BROKER)) against test/idp"
+	@echo "make e2e-all the end-to-end tests against every supported broker ($(BROKERS))"
+	@echo "make bench   throughput and stall figures against $(BENCH_BROKERS), as ratios to a broker without the plugin"
 	@echo "make fuzz    run each fuzz target for FUZZTIME ($(FUZZTIME))"
 	@echo "make demo    start test/idp and a broker with the plugin, print a ready mosquitto_pub/sub pair"
 	@echo "make deps    install what is missing (apt-get, npm ci)"
@@ -31,7 +39,7 @@ deps:
 	@scripts/deps.sh
 
 test: deps
-	$(MAKE) lint unit e2e
+	$(MAKE) lint unit e2e-all
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -41,8 +49,20 @@ lint:
 unit:
 	$(GO) test -race -count=1 $(UNIT_PKGS)
 
+# The broker is resolved inside the recipe so that a failed preparation stops make.
 e2e: $(SO)
-	MOSQUITTO=$(MOSQUITTO) PLUGIN_SO=$(abspath $(SO)) $(GO) test -count=1 -tags e2e -timeout 20m ./test/
+	@m="$(MOSQUITTO)"; [ -n "$$m" ] || m=$$(scripts/brokers.sh $(BROKER)) || exit 1; \
+		echo "e2e against $$($$m -h 2>/dev/null | head -1)"; \
+		MOSQUITTO=$$m PLUGIN_SO=$(abspath $(SO)) $(GO) test -count=1 -tags e2e -timeout 20m ./test/
+
+e2e-all: $(SO)
+	@for b in $(BROKERS); do $(MAKE) --no-print-directory e2e BROKER=$$b || exit 1; done
+
+bench: $(SO)
+	@for b in $(BENCH_BROKERS); do \
+		m=$$(scripts/brokers.sh $$b) || exit 1; \
+		$(GO) run ./bench -mosquitto $$m -plugin $(abspath $(SO)) -label=$$b || exit 1; \
+	done
 
 fuzz:
 	@for pkg in $(UNIT_PKGS); do \

@@ -155,3 +155,25 @@ var protocols = []struct {
 	{"mqtt311", connect3, 5},
 	{"mqtt5", connect5, 0x87},
 }
+
+// connectPacket is a raw MQTT 3.1.1 CONNECT with clean session, username "device" and the given
+// password, for clients that must leave before their CONNACK.
+func connectPacket(clientID, password string) []byte {
+	str := func(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
+	body := append(str("MQTT"), 4, 0xC2, 0, 60) // level 4; flags: username, password, clean session; keepalive 60
+	body = append(body, str(clientID)...)
+	body = append(body, str("device")...)
+	body = append(body, str(password)...)
+	pkt := []byte{0x10}
+	for n := len(body); ; {
+		b := byte(n % 128)
+		if n /= 128; n > 0 {
+			b |= 0x80
+		}
+		pkt = append(pkt, b)
+		if n == 0 {
+			break
+		}
+	}
+	return append(pkt, body...)
+}

@@ -124,7 +124,7 @@ func TestTokens(t *testing.T) {
 	})
 	b.Alive()
 	b.AssertLogClean(valid, revoked, expiring, "bobpw")
-	if !strings.Contains(b.Log(), "oauth2: loaded: ") {
+	if !strings.Contains(b.Log(), "oauth2: loaded") {
 		t.Error("no start-up summary in the log")
 	}
 }

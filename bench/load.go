@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// opTimeout bounds one connect: long enough for the 2 s slow IdP plus the broker's queue, short enough
+// that a hung broker ends the row.
+const opTimeout = 10 * time.Second
+
+// maxOpsPerWorker bounds each worker's loop in count as well as in time.
+const maxOpsPerWorker = 5_000_000
+
+// credentials returns the username and password for one connect. It is called from every worker at
+// once, so it must be safe for concurrent use.
+type credentials func() (username, password string)
+
+// fixedCredentials is a credentials source that always returns the same pair.
+func fixedCredentials(user, pass string) credentials {
+	return func() (string, string) { return user, pass }
+}
+
+// freshTokens returns a new 32-byte random base64url token per connect, like an opaque token from an
+// IdP, so no cache can answer for it.
+func freshTokens() credentials {
+	return func() (string, string) {
+		var b [32]byte
+		_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux
+		return "bench", base64.RawURLEncoding.EncodeToString(b[:])
+	}
+}
+
+// connectCounts is what a connect row measured.
+type connectCounts struct {
+	OK, Refused, Errors int64
+	Elapsed             time.Duration
+	FirstErr            error
+	RefusedCode         byte // one of the refusal return codes, to print
+}
+
+// connectLoad runs `workers` goroutines that connect, check the CONNACK and disconnect until duration
+// passes (or ctx ends). Every connect uses a unique client id so the broker never takes over a session.
+func connectLoad(ctx context.Context, addr string, workers int, duration time.Duration, creds credentials) connectCounts {
+	var ok, refused, errs atomic.Int64
+	var lastCode atomic.Uint32
+	var once sync.Once
+	var res connectCounts
+	end := time.Now().Add(duration)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for n := 0; n < maxOpsPerWorker && time.Now().Before(end) && ctx.Err() == nil; n++ {
+				user, pass := creds()
+				code, err := connectOnce(addr, fmt.Sprintf("bench-%d-%d", w, n), user, pass)
+				switch {
+				case err != nil:
+					errs.Add(1)
+					once.Do(func() { res.FirstErr = err })
+					time.Sleep(10 * time.Millisecond) // do not spin on a dead broker
+				case code != 0:
+					refused.Add(1)
+					lastCode.Store(uint32(code))
+				default:
+					ok.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	res.OK, res.Refused, res.Errors = ok.Load(), refused.Load(), errs.Load()
+	res.RefusedCode = byte(lastCode.Load())
+	res.Elapsed = time.Since(start)
+	return res
+}
+
+// connectOnce does one full connect/CONNACK/DISCONNECT cycle and returns the CONNACK return code.
+func connectOnce(addr, clientID, user, pass string) (byte, error) {
+	c, code, err := dialConnect(addr, clientID, user, pass, opTimeout)
+	if err != nil {
+		return 0, err
+	}
+	if code != 0 {
+		c.Close() // the broker closes after a refusal; no DISCONNECT to send
+		return code, nil
+	}
+	c.disconnect()
+	return 0, nil
+}

@@ -1,0 +1,165 @@
+// Command bench measures what mosquitto-oauth2 costs a Mosquitto broker: connect throughput and broker
+// CPU per connect against a no-plugin and a password_file broker started in the same run, and how long
+// the broker's other clients stall while the plugin waits for a slow identity provider.
+//
+// Run it with `make bench`, or:
+//
+//	go run ./bench -mosquitto /usr/sbin/mosquitto -plugin $PWD/build/mosquitto-oauth2.so -duration 2s
+//
+// Every broker, client and the fake IdP bind to 127.0.0.1 only. See bench/README.md for what each row
+// means.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// options are the command-line flags.
+type options struct {
+	mosquitto, passwd, plugin, label string
+	duration                         time.Duration
+	workers                          int
+}
+
+func parseFlags() (options, error) {
+	var o options
+	flag.StringVar(&o.mosquitto, "mosquitto", defaultMosquitto(), "path of the mosquitto binary")
+	flag.StringVar(&o.passwd, "mosquitto-passwd", "", "path of mosquitto_passwd (default: next to -mosquitto, else $PATH)")
+	flag.StringVar(&o.plugin, "plugin", "", "absolute path of build/mosquitto-oauth2.so (plugin rows are skipped without it)")
+	flag.StringVar(&o.label, "label", "", "free text naming the broker build, printed in the header")
+	flag.StringVar(&o.label, "broker-label", "", "same as -label")
+	flag.DurationVar(&o.duration, "duration", 3*time.Second, "how long each connect row runs")
+	flag.IntVar(&o.workers, "workers", 8, "concurrent connecting clients per connect row")
+	flag.Parse()
+	switch {
+	case o.duration <= 0 || o.duration > 10*time.Minute:
+		return o, fmt.Errorf("-duration %v: want more than 0 and at most 10m", o.duration)
+	case o.workers < 1 || o.workers > 1024:
+		return o, fmt.Errorf("-workers %d: want 1 to 1024", o.workers)
+	case o.plugin != "" && !filepath.IsAbs(o.plugin):
+		return o, fmt.Errorf("-plugin %s: must be absolute (the broker runs in a temp dir)", o.plugin)
+	}
+	if o.plugin != "" {
+		if _, err := os.Stat(o.plugin); err != nil {
+			return o, fmt.Errorf("-plugin: %w (run `make build` first)", err)
+		}
+	}
+	if o.passwd == "" {
+		o.passwd = defaultPasswd(o.mosquitto)
+	}
+	return o, nil
+}
+
+// defaultMosquitto prefers the mosquitto on $PATH and falls back to Debian's location, which is not on
+// a non-root user's $PATH.
+func defaultMosquitto() string {
+	if p, err := exec.LookPath("mosquitto"); err == nil {
+		return p
+	}
+	return "/usr/sbin/mosquitto"
+}
+
+// defaultPasswd looks for mosquitto_passwd beside the broker first (a self-built broker's tools belong
+// to it), then on $PATH (Debian puts it in /usr/bin while the broker is in /usr/sbin).
+func defaultPasswd(mosquitto string) string {
+	beside := filepath.Join(filepath.Dir(mosquitto), "mosquitto_passwd")
+	if _, err := os.Stat(beside); err == nil {
+		return beside
+	}
+	if p, err := exec.LookPath("mosquitto_passwd"); err == nil {
+		return p
+	}
+	return "mosquitto_passwd"
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	start := time.Now()
+	o, err := parseFlags()
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	tmp, err := os.MkdirTemp("", "mosquitto-oauth2-bench-")
+	if err != nil {
+		return fmt.Errorf("temp dir: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	idp, err := startIdP()
+	if err != nil {
+		return err
+	}
+	defer idp.Close()
+
+	env := &env{opts: o, tmp: tmp, idp: idp, hz: clockTicksPerSecond()}
+	printHeader(o, env.hz)
+	var results []rowResult
+	for _, r := range env.rows() {
+		if ctx.Err() != nil {
+			break
+		}
+		fmt.Fprintf(os.Stderr, "running: %s\n", r.name)
+		results = append(results, env.runRow(ctx, r))
+	}
+	printTable(os.Stdout, results)
+	fmt.Printf("\ntotal run time %.1fs\n", time.Since(start).Seconds())
+	if ctx.Err() != nil {
+		return errors.New("interrupted")
+	}
+	return failures(results)
+}
+
+// failures makes the exit status non-zero when a broker did not start or died, so `make bench` cannot
+// pass with a table of dashes.
+func failures(results []rowResult) error {
+	n := 0
+	for _, r := range results {
+		if r.failed != "" && !strings.HasPrefix(r.failed, "skipped") {
+			n++
+		}
+	}
+	if n > 0 {
+		return fmt.Errorf("%d of %d rows failed (see the table)", n, len(results))
+	}
+	return nil
+}
+
+// printHeader prints the line that makes a pasted table self-describing.
+func printHeader(o options, hz int) {
+	label := o.label
+	if label == "" {
+		label = "-"
+	}
+	fmt.Printf("%s | label: %s | workers %d | duration %v/row | GOMAXPROCS %d | %s\n",
+		brokerVersion(o.mosquitto), label, o.workers, o.duration, runtime.GOMAXPROCS(0),
+		time.Now().Format(time.RFC3339))
+	fmt.Printf("broker %s, plugin %s, CPU from /proc/PID/stat at %d ticks/s\n\n", o.mosquitto, o.plugin, hz)
+}
+
+// randomToken returns prefix followed by 16 random hex bytes, so tokens never repeat across rows.
+func randomToken(prefix string) string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}

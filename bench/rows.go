@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Password-file user of the password_file row.
+const (
+	pwUser = "bench"
+	pwPass = "bench-pass"
+)
+
+// env is what every row shares: flags, the temp dir, the fake IdP and the clock-tick rate.
+type env struct {
+	opts options
+	tmp  string
+	idp  *fakeIdP
+	hz   int
+}
+
+// rowSpec is one configuration: the broker config lines it adds, and the load it runs.
+type rowSpec struct {
+	name     string
+	plugin   bool          // needs -plugin; the fake IdP's requests are counted
+	idpDelay time.Duration // added to every IdP answer during the row
+	conf     func() (string, error)
+	run      func(ctx context.Context, b *broker) rowResult
+}
+
+// rowResult is one line of the table. Ops is connects accepted (connect rows) or messages delivered
+// (stall rows); the ratio and the CPU per op are derived from it.
+type rowResult struct {
+	name             string
+	unit             string // "conn/s" or "msg/s"
+	ops              int64
+	refused, errors  int64
+	elapsed          time.Duration
+	cpuTicks         int64 // -1 when unknown
+	hz               int
+	idpRequests      int64 // -1 when the row has no plugin
+	detail           string
+	failed           string // the broker did not start or died: the numbers are not a measurement
+	comparableToBase bool   // a connect row, comparable to the no-plugin row
+}
+
+// rows lists the table's rows in order; the first is the baseline the ratios divide by.
+func (e *env) rows() []rowSpec {
+	fresh := freshTokens()
+	warm := randomToken("warm-")
+	return []rowSpec{
+		{name: "no plugin", conf: constConf("allow_anonymous true\n"),
+			run: e.connectRow(fixedCredentials("", ""))},
+		{name: "password_file", conf: e.passwordFileConf,
+			run: e.connectRow(fixedCredentials(pwUser, pwPass))},
+		{name: "plugin, warm cache", plugin: true, conf: e.pluginConf,
+			run: e.connectRow(fixedCredentials("bench", warm))},
+		{name: "plugin, fresh opaque token, IdP 0 ms", plugin: true, conf: e.pluginConf,
+			run: e.connectRow(fresh)},
+		{name: "plugin, fresh opaque token, IdP 5 ms", plugin: true, idpDelay: 5 * time.Millisecond,
+			conf: e.pluginConf, run: e.connectRow(fresh)},
+		{name: "stall: slow IdP (2 s) for a new token", plugin: true, conf: e.pluginConf,
+			run: e.stallRow(warm, randomToken(slowPrefix), false)},
+		{name: "stall: same token, seen once before", plugin: true, conf: e.pluginConf,
+			run: e.stallRow(warm, randomToken(slowLaterPrefix), true)},
+	}
+}
+
+func constConf(s string) func() (string, error) {
+	return func() (string, error) { return s, nil }
+}
+
+// pluginConf is the config of every plugin row. It passes only options config/config.go knows today:
+// an unknown option stops the broker. timeout 5 lets the stall rows' 2 s answer through.
+func (e *env) pluginConf() (string, error) {
+	return fmt.Sprintf("allow_anonymous false\nplugin %s\n"+
+		"plugin_opt_introspection_endpoint %s\nplugin_opt_client_id %s\n"+
+		"plugin_opt_client_secret %s\nplugin_opt_timeout 5\n",
+		e.opts.plugin, e.idp.URL, idpClientID, idpClientSecret), nil
+}
+
+// passwordFileConf hashes the row's single user with mosquitto_passwd -b, as an operator would.
+func (e *env) passwordFileConf() (string, error) {
+	path := filepath.Join(e.tmp, "passwd")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		return "", fmt.Errorf("create password file: %w", err)
+	}
+	out, err := exec.Command(e.opts.passwd, "-b", path, pwUser, pwPass).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("%s -b: %w: %s", e.opts.passwd, err, strings.TrimSpace(string(out)))
+	}
+	return "allow_anonymous false\npassword_file " + path + "\n", nil
+}
+
+// connectRow returns a row body that runs the connect load with creds.
+func (e *env) connectRow(creds credentials) func(context.Context, *broker) rowResult {
+	return func(ctx context.Context, b *broker) rowResult {
+		c := connectLoad(ctx, b.Addr, e.opts.workers, e.opts.duration, creds)
+		r := rowResult{unit: "conn/s", ops: c.OK, refused: c.Refused, errors: c.Errors,
+			elapsed: c.Elapsed, comparableToBase: true}
+		var notes []string
+		if c.Refused > 0 {
+			notes = append(notes, fmt.Sprintf("refused with CONNACK code %d", c.RefusedCode))
+		}
+		if c.FirstErr != nil {
+			notes = append(notes, "first error: "+c.FirstErr.Error())
+		}
+		r.detail = strings.Join(notes, "; ")
+		return r
+	}
+}
+
+// stallRow returns a row body that runs one stall window.
+func (e *env) stallRow(warm, slowToken string, precache bool) func(context.Context, *broker) rowResult {
+	return func(_ context.Context, b *broker) rowResult {
+		s, err := stallTest(b.Addr, warm, slowToken, precache)
+		r := rowResult{unit: "msg/s", ops: int64(s.Received), elapsed: s.Elapsed}
+		if err != nil {
+			r.errors = 1
+			r.detail = "error: " + err.Error()
+			return r
+		}
+		r.detail = fmt.Sprintf("latency worst %s, p99 %s, %d/%d msgs late >%s; slow client CONNACK after %s",
+			ms(s.Worst), ms(s.P99), s.Late, s.Received, ms(lateThreshold), ms(s.SlowWait))
+		if lost := s.Sent - s.Received; lost != 0 {
+			r.detail += fmt.Sprintf("; %d of %d msgs not delivered", lost, s.Sent)
+		}
+		if s.SlowErr != nil {
+			r.refused = 1
+			r.detail += "; slow client: " + s.SlowErr.Error()
+		}
+		return r
+	}
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
+
+// runRow starts a fresh broker for the row, measures the broker's CPU and the IdP's requests around the
+// load, and stops the broker. A broker that fails to start or dies is reported in the row, and the
+// remaining rows still run.
+func (e *env) runRow(ctx context.Context, spec rowSpec) rowResult {
+	res := rowResult{name: spec.name, cpuTicks: -1, idpRequests: -1, hz: e.hz}
+	if spec.plugin && e.opts.plugin == "" {
+		res.failed = "skipped: no -plugin given"
+		return res
+	}
+	conf, err := spec.conf()
+	if err != nil {
+		res.failed = "skipped: " + err.Error()
+		return res
+	}
+	b, err := startBroker(e.opts.mosquitto, e.tmp, "row", conf)
+	if err != nil {
+		res.failed = "BROKER DID NOT START: " + err.Error()
+		return res
+	}
+	e.idp.SetDelay(spec.idpDelay)
+	defer e.idp.SetDelay(0)
+
+	cpu0, cpuErr := b.CPUTicks()
+	req0 := e.idp.Requests()
+	r := spec.run(ctx, b)
+	cpu1, cpuErr1 := b.CPUTicks()
+	r.name, r.hz, r.cpuTicks, r.idpRequests = spec.name, e.hz, -1, -1
+	if cpuErr == nil && cpuErr1 == nil {
+		r.cpuTicks = int64(cpu1 - cpu0)
+	}
+	if spec.plugin {
+		r.idpRequests = e.idp.Requests() - req0
+	}
+	if died := b.Died(); died != nil {
+		r.failed = strings.TrimSpace("BROKER DIED during the row: " + died.Error() + " " + b.logTail())
+	}
+	if err := b.Stop(); err != nil && r.failed == "" {
+		r.failed = "broker stop: " + err.Error()
+	}
+	return r
+}
