@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,18 +59,26 @@ func (e *Engine) Start(req Request) {
 	go func() {
 		ctx, cancel := context.WithTimeout(a.ctx, a.timeout)
 		defer cancel()
-		var d Decision
+		d := Decision{Result: Deny}
+		defer func() {
+			// A panic here would end the broker process: refuse the client instead, and still hand the
+			// answer over so the broker does not wait for it.
+			if r := recover(); r != nil {
+				d = Decision{Result: Deny}
+				e.log.Log(LevelError, fmt.Sprintf("internal error checking client %q: %v", req.ClientID, r))
+			}
+			a.mu.Lock()
+			a.done = append(a.done, Completion{ClientID: req.ClientID, Decision: d})
+			a.mu.Unlock()
+			a.pending.Add(-1)
+		}()
 		select {
 		case a.slots <- struct{}{}:
+			defer func() { <-a.slots }()
 			d = e.Authenticate(ctx, req)
-			<-a.slots
 		case <-ctx.Done():
 			d = e.refuseAt(LevelWarning, req, config.Deny, "token verification failed: no free slot to ask the identity provider in time")
 		}
-		a.mu.Lock()
-		a.done = append(a.done, Completion{ClientID: req.ClientID, Decision: d})
-		a.mu.Unlock()
-		a.pending.Add(-1)
 	}()
 }
 

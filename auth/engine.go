@@ -140,6 +140,8 @@ func (e *Engine) Authenticate(ctx context.Context, req Request) Decision {
 	if d, ok := e.FromMemory(req); ok {
 		return d
 	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.Timeout)
+	defer cancel()
 	vd, err := e.v.verify(ctx, cache.KeyOf(req.Password), req.Password)
 	if err != nil {
 		return e.refuseAt(LevelWarning, req, e.cfg.TokenVerificationError, "token verification failed: "+err.Error())
@@ -154,7 +156,7 @@ func (e *Engine) Authenticate(ctx context.Context, req Request) Decision {
 func (e *Engine) FromMemory(req Request) (d Decision, ok bool) {
 	c := e.cfg
 	val := c.ValidationTemplate
-	if c.UsernameValidation && !val.HasPlaceholders() && req.Username != val.String() {
+	if c.UsernameValidation && !val.HasPlaceholders() && req.Username != val.String() && !e.renamedBy(req) {
 		// With defer this is how password_file users pass by on every CONNECT: not worth a notice.
 		level := LevelNotice
 		if c.ValidationError == config.Defer {
@@ -169,6 +171,18 @@ func (e *Engine) FromMemory(req Request) (d Decision, ok bool) {
 		return e.decide(req, vd), true
 	}
 	return Decision{}, false
+}
+
+// renamedBy recognises Mosquitto's re-check of a client this plugin renamed: on SIGHUP the broker runs
+// BASIC_AUTH again with the new username and the original token, and that username no longer matches a
+// placeholder-free validation template such as "oauth2-token". It is the same client exactly when its
+// token is cached as valid and renders to that username.
+func (e *Engine) renamedBy(req Request) bool {
+	if !e.cfg.UsernameReplacement || req.Password == "" {
+		return false
+	}
+	vd, hit := e.v.cached(cache.KeyOf(req.Password))
+	return hit && vd.valid && vd.renameErr == "" && vd.newName == req.Username
 }
 
 // render applies the templates that need claims, once per verified token.

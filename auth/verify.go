@@ -64,16 +64,17 @@ func (v *verifier) verify(ctx context.Context, k cache.Key, token string) (verdi
 			return verdict{}, fmt.Errorf("%w: %v", introspect.ErrIdPUnavailable, ctx.Err())
 		}
 	}
-	c := &call{done: make(chan struct{})}
+	c := &call{done: make(chan struct{}), err: errors.New("verification did not finish")}
 	v.inflight[k] = c
 	v.mu.Unlock()
-
+	// Deferred so that a panic below still releases the callers waiting for this call.
+	defer func() {
+		v.mu.Lock()
+		delete(v.inflight, k)
+		v.mu.Unlock()
+		close(c.done)
+	}()
 	c.v, c.err = v.ask(ctx, k, token)
-
-	v.mu.Lock()
-	delete(v.inflight, k)
-	v.mu.Unlock()
-	close(c.done)
 	return c.v, c.err
 }
 

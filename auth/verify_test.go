@@ -381,3 +381,24 @@ func BenchmarkCacheHit(b *testing.B) {
 		}
 	}
 }
+
+// On SIGHUP Mosquitto re-checks every client with its current (renamed) username and its token: a
+// client renamed from oauth2-token must pass, anyone else claiming that name must not.
+func TestRecheckOfRenamedClient(t *testing.T) {
+	clk := &testClock{t: time.Unix(1_000_000, 0)}
+	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(aliceClaims)}, errFor: map[string]error{"other": errInactive}}
+	e, _ := newTestEngine(t, idp, clk, opt("username_validation", "true"), opt("username_validation_template", "oauth2-token"),
+		opt("username_replacement", "true"), opt("username_replacement_template", "%%oidc-email%%"))
+	if d := e.Authenticate(context.Background(), Request{Username: "oauth2-token", Password: token}); d.Username != "alice@example.com" {
+		t.Fatalf("first connect: %+v", d)
+	}
+	if d := e.Authenticate(context.Background(), Request{Username: "alice@example.com", Password: token}); d.Result != Allow || d.Username != "alice@example.com" {
+		t.Errorf("re-check of the renamed client: %+v", d)
+	}
+	if d := e.Authenticate(context.Background(), Request{Username: "alice@example.com", Password: "other"}); d.Result != Defer {
+		t.Errorf("another token under the renamed name: %+v, want defer", d)
+	}
+	if n := idp.calls.Load(); n != 1 {
+		t.Errorf("the re-check asked the IdP (%d calls)", n)
+	}
+}

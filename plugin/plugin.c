@@ -21,6 +21,7 @@ struct instance {
 
 // Resolved once at the first init: the same .so serves 2.0, which lacks the function, and 2.1.
 static void (*complete_basic_auth)(const char *, int);
+static struct mosquitto *(*client_by_id)(const char *);
 static int complete_basic_auth_resolved;
 
 void oauth2_log(int level, const char *msg)
@@ -32,9 +33,16 @@ int oauth2_delay_available(void)
 {
 	if (!complete_basic_auth_resolved) {
 		complete_basic_auth = (void (*)(const char *, int))dlsym(RTLD_DEFAULT, "mosquitto_complete_basic_auth");
+		client_by_id = (struct mosquitto * (*)(const char *)) dlsym(RTLD_DEFAULT, "mosquitto_client");
 		complete_basic_auth_resolved = 1;
 	}
-	return complete_basic_auth != NULL;
+	return complete_basic_auth != NULL && client_by_id != NULL;
+}
+
+int oauth2_client_registered(struct mosquitto *client)
+{
+	const char *id = mosquitto_client_id(client);
+	return id != NULL && client_by_id != NULL && client_by_id(id) == client;
 }
 
 void oauth2_complete_basic_auth(const char *client_id, int result)

@@ -39,6 +39,9 @@ type instance struct {
 	// CONNECT event it fires, keyed by client id; only the broker thread touches it.
 	renames    map[string]string
 	completion []auth.Completion
+	// kicks are clients to disconnect at the next tick: kicking from inside the CONNECT event would
+	// pull the client out from under the broker while it is still setting it up.
+	kicks []string
 }
 
 //export goPluginInit
@@ -95,7 +98,7 @@ func goBasicAuth(handle C.uintptr_t, client *C.struct_mosquitto, username, passw
 		Address:  goString(C.mosquitto_client_address(client)),
 	}
 	d, known := inst.engine.FromMemory(req)
-	if !known && inst.delay && req.ClientID != "" {
+	if !known && inst.delay && inst.delayable(client, req) {
 		if inst.engine.RenamesClients() {
 			// Until the answer names the client, it must not act under the name it chose: ACL checks
 			// that Mosquitto runs while completing the connection see an anonymous client instead.
@@ -111,6 +114,17 @@ func goBasicAuth(handle C.uintptr_t, client *C.struct_mosquitto, username, passw
 		d = inst.engine.Authenticate(context.Background(), req)
 	}
 	return inst.answer(client, req.ClientID, d)
+}
+
+// delayable says whether this check may be delayed. Not when the client is already connected (the
+// broker's re-check on SIGHUP expects an answer, and the client must keep its name), and not for a
+// renamed client resuming a persistent session: the broker re-checks its queued messages before the
+// CONNECT event that would give it its name, and would drop them.
+func (inst *instance) delayable(client *C.struct_mosquitto, req auth.Request) bool {
+	if req.ClientID == "" || C.oauth2_client_registered(client) != 0 {
+		return false
+	}
+	return !inst.engine.RenamesClients() || bool(C.mosquitto_client_clean_session(client))
 }
 
 // answer applies a decision to a client in BASIC_AUTH and maps it to the broker's code.
@@ -142,6 +156,10 @@ func goTick(handle C.uintptr_t) (next C.long) {
 	if !inst.delay {
 		return next
 	}
+	for _, id := range inst.kicks {
+		kick(id)
+	}
+	inst.kicks = inst.kicks[:0]
 	inst.completion = inst.engine.Completed(inst.completion[:0])
 	for _, c := range inst.completion {
 		inst.complete(c)
@@ -186,7 +204,7 @@ func goConnect(handle C.uintptr_t, client *C.struct_mosquitto) {
 	delete(inst.renames, id)
 	if err := setUsername(client, name); err != nil {
 		inst.log.Log(auth.LevelError, fmt.Sprintf("client %q: %v; disconnecting it", id, err))
-		kick(id)
+		inst.kicks = append(inst.kicks, id)
 	}
 }
 

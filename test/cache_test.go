@@ -178,3 +178,27 @@ func TestSlowIdPDoesNotStallOthers(t *testing.T) {
 	}
 	b.Alive()
 }
+
+// On SIGHUP Mosquitto re-checks every client with its current username: a client renamed from
+// oauth2-token (the C plugin's third configuration) must survive it.
+func TestRenamedClientSurvivesReload(t *testing.T) {
+	e := newEnv(t)
+	pw := passwordFile(t, e.dir, "bob", "bobpw")
+	b := e.broker(t, "password_file "+pw+"\n",
+		"username_validation", "true", "username_validation_template", "oauth2-token",
+		"username_replacement", "true", "username_replacement_template", "%%oidc-email%%")
+	token := e.idp.Token("alice", aliceSecret, "")
+	c, rc := connect5(t, b.Port, "renamed", "oauth2-token", token)
+	if rc != 0 {
+		t.Fatalf("connect: %#x", rc)
+	}
+	b.cmd.Process.Signal(syscall.SIGHUP)
+	if !b.WaitLog("Reloading config", 5*time.Second) {
+		t.Fatal("no reload in the log")
+	}
+	time.Sleep(500 * time.Millisecond)
+	c.Subscribe(t, "still/here")
+	c.Publish(t, "still/here", "yes")
+	c.Expect(t, "still/here yes")
+	b.Alive()
+}
