@@ -215,7 +215,8 @@ func freePort() (int, error) {
 // brokerVersion returns the first line of `mosquitto -h`, which names the version (the command exits
 // non-zero, so its status is ignored).
 func brokerVersion(mosquitto string) string {
-	out, _ := exec.Command(mosquitto, "-h").CombinedOutput()
+	// Stdout only: 2.1 also logs a "terminating" line to stderr.
+	out, _ := exec.Command(mosquitto, "-h").Output()
 	line, _, _ := strings.Cut(string(out), "\n")
 	if line = strings.TrimSpace(line); line == "" {
 		return "unknown (" + mosquitto + " -h printed nothing)"
