@@ -23,7 +23,6 @@ type Completion struct {
 // async runs checks off the broker thread (Mosquitto 2.1's delayed basic auth) and queues their
 // answers until the broker thread collects them.
 type async struct {
-	e       *Engine
 	timeout time.Duration
 	slots   chan struct{}
 	ctx     context.Context
@@ -34,8 +33,8 @@ type async struct {
 	done []Completion
 }
 
-func (a *async) init(e *Engine, timeout time.Duration) {
-	a.e, a.timeout = e, timeout
+func (a *async) init(timeout time.Duration) {
+	a.timeout = timeout
 	a.slots = make(chan struct{}, maxInFlight)
 	a.ctx, a.stop = context.WithCancel(context.Background())
 }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/cache"
-
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/config"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/introspect"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/template"
@@ -112,7 +111,7 @@ func newEngine(cfg *config.Config, check Verifier, log Logger, now func() time.T
 		render:   e.render,
 		inflight: make(map[cache.Key]*call),
 	}
-	e.async.init(e, cfg.Timeout)
+	e.async.init(cfg.Timeout)
 	return e
 }
 

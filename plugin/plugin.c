@@ -19,7 +19,8 @@ struct instance {
 	int connect_registered;
 };
 
-// Resolved once at the first init: the same .so serves 2.0, which lacks the function, and 2.1.
+// Mosquitto 2.1's delayed-auth calls, resolved once at the first init: the same .so serves 2.0, which
+// lacks them, and 2.1.
 static void (*complete_basic_auth)(const char *, int);
 static struct mosquitto *(*client_by_id)(const char *);
 static int complete_basic_auth_resolved;

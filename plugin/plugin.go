@@ -23,8 +23,8 @@ import (
 
 // Tick intervals asked of Mosquitto 2.1 (2.0 ticks about every 100 ms whatever we ask).
 const (
-	tickPendingMS = 2 // answers are due: collect them quickly
-	tickIdleMS    = 1 // only log lines and the breaker's notes can be waiting
+	tickPendingMS = 1   // answers are due: collect them as soon as the broker lets us
+	tickIdleMS    = 100 // only log lines and the breaker's notes can be waiting
 )
 
 // instance is the Go state of one plugin line, reached from C through a cgo.Handle kept in the
@@ -161,6 +161,9 @@ func goTick(handle C.uintptr_t) (next C.long) {
 	}
 	inst.kicks = inst.kicks[:0]
 	inst.completion = inst.engine.Completed(inst.completion[:0])
+	// The reasons for these answers are already queued: write them before the CONNACKs go out, so the
+	// log reads in the same order as on 2.0.
+	inst.log.flush()
 	for _, c := range inst.completion {
 		inst.complete(c)
 	}

@@ -34,5 +34,4 @@ int oauth2_client_registered(struct mosquitto *client);
 // oauth2_complete_basic_auth answers a delayed check; call only when oauth2_delay_available.
 void oauth2_complete_basic_auth(const char *client_id, int result);
 
-
 #endif
