@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/config"
@@ -27,11 +26,16 @@ type async struct {
 	slots   chan struct{}
 	ctx     context.Context
 	stop    context.CancelFunc
-	pending atomic.Int64
 
 	mu   sync.Mutex
 	done []Completion
+	// notify, when set, is called after each answer is queued, from the goroutine that produced it.
+	notify func()
 }
+
+// OnCompletion sets a function called (from a goroutine) each time a background check has queued its
+// answer, so the plugin can wake the broker to collect it. Set it before the first Start.
+func (e *Engine) OnCompletion(f func()) { e.async.notify = f }
 
 func (a *async) init(timeout time.Duration) {
 	a.timeout = timeout
@@ -54,7 +58,6 @@ func (e *Engine) CanDelay() bool {
 // (a deny if the IdP did not answer in time).
 func (e *Engine) Start(req Request) {
 	a := &e.async
-	a.pending.Add(1)
 	go func() {
 		ctx, cancel := context.WithTimeout(a.ctx, a.timeout)
 		defer cancel()
@@ -69,7 +72,9 @@ func (e *Engine) Start(req Request) {
 			a.mu.Lock()
 			a.done = append(a.done, Completion{ClientID: req.ClientID, Decision: d})
 			a.mu.Unlock()
-			a.pending.Add(-1)
+			if a.notify != nil {
+				a.notify()
+			}
 		}()
 		select {
 		case a.slots <- struct{}{}:
@@ -90,14 +95,6 @@ func (e *Engine) Completed(dst []Completion) []Completion {
 	clear(a.done)
 	a.done = a.done[:0]
 	return dst
-}
-
-// Pending is the number of checks running or finished but not yet collected by Completed.
-func (e *Engine) Pending() int {
-	a := &e.async
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return int(a.pending.Load()) + len(a.done)
 }
 
 // Close cancels checks in flight; their clients get a deny if anyone still collects them.

@@ -23,6 +23,7 @@ struct instance {
 // lacks them, and 2.1.
 static void (*complete_basic_auth)(const char *, int);
 static struct mosquitto *(*client_by_id)(const char *);
+static int (*client_port)(const struct mosquitto *);
 static int complete_basic_auth_resolved;
 
 void oauth2_log(int level, const char *msg)
@@ -35,9 +36,15 @@ int oauth2_delay_available(void)
 	if (!complete_basic_auth_resolved) {
 		complete_basic_auth = (void (*)(const char *, int))dlsym(RTLD_DEFAULT, "mosquitto_complete_basic_auth");
 		client_by_id = (struct mosquitto * (*)(const char *)) dlsym(RTLD_DEFAULT, "mosquitto_client");
+		client_port = (int (*)(const struct mosquitto *))dlsym(RTLD_DEFAULT, "mosquitto_client_port");
 		complete_basic_auth_resolved = 1;
 	}
-	return complete_basic_auth != NULL && client_by_id != NULL;
+	return complete_basic_auth != NULL && client_by_id != NULL && client_port != NULL;
+}
+
+int oauth2_client_port(struct mosquitto *client)
+{
+	return client_port != NULL ? client_port(client) : 0;
 }
 
 int oauth2_client_registered(struct mosquitto *client)

@@ -23,13 +23,16 @@ struct oauth2_evt_connect {
 // and msg must never be used as a format string.
 void oauth2_log(int level, const char *msg);
 
-// oauth2_delay_available says whether the broker has mosquitto_complete_basic_auth and mosquitto_client
-// (Mosquitto 2.1).
+// oauth2_delay_available says whether the broker has mosquitto_complete_basic_auth, mosquitto_client
+// and mosquitto_client_port (Mosquitto 2.1).
 int oauth2_delay_available(void);
 
 // oauth2_client_registered says whether client is already in the broker's table of connected clients:
 // its BASIC_AUTH is then Mosquitto's re-check on SIGHUP, not a new connection. Needs 2.1.
 int oauth2_client_registered(struct mosquitto *client);
+
+// oauth2_client_port is the port of the listener the client came in on (2.1), 0 if unknown.
+int oauth2_client_port(struct mosquitto *client);
 
 // oauth2_complete_basic_auth answers a delayed check; call only when oauth2_delay_available.
 void oauth2_complete_basic_auth(const char *client_id, int result);
