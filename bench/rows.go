@@ -64,6 +64,10 @@ func (e *env) rows() []rowSpec {
 			run: e.connectRow(fresh)},
 		{name: "plugin, fresh opaque token, IdP 5 ms", plugin: true, idpDelay: 5 * time.Millisecond,
 			conf: e.pluginConf, run: e.connectRow(fresh)},
+		// The same message exchange and extra connect without the plugin: what "no stall" looks like
+		// on this machine, for the two rows below to be read against.
+		{name: "stall baseline: no plugin", conf: constConf("allow_anonymous true\n"),
+			run: e.stallRow(warm, randomToken(slowPrefix), false)},
 		{name: "stall: slow IdP (2 s) for a new token", plugin: true, conf: e.pluginConf,
 			run: e.stallRow(warm, randomToken(slowPrefix), false)},
 		{name: "stall: same token, seen once before", plugin: true, conf: e.pluginConf,
