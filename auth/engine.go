@@ -139,8 +139,12 @@ func (e *Engine) Authenticate(ctx context.Context, req Request) Decision {
 	if d, ok := e.FromMemory(req); ok {
 		return d
 	}
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.Timeout)
-	defer cancel()
+	if _, ok := ctx.Deadline(); !ok {
+		// Bounds callers that join a request already in flight; background checks bring their own.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, e.cfg.Timeout)
+		defer cancel()
+	}
 	vd, err := e.v.verify(ctx, cache.KeyOf(req.Password), req.Password)
 	if err != nil {
 		return e.refuseAt(LevelWarning, req, e.cfg.TokenVerificationError, "token verification failed: "+err.Error())
