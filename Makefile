@@ -48,6 +48,7 @@ lint:
 
 unit:
 	$(GO) test -race -count=1 $(UNIT_PKGS)
+	$(GO) test -race -count=1 ./introspect/ -args -blocking
 
 # The broker is resolved inside the recipe so that a failed preparation stops make.
 e2e: $(SO)

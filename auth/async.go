@@ -47,8 +47,7 @@ func (a *async) init(timeout time.Duration) {
 // delayed check can only be completed with success or failure: a defer to password_file or the next
 // plugin is no longer possible once the broker has been told to wait, so with a defer policy after
 // verification the check must stay synchronous.
-func (e *Engine) CanDelay() bool {
-	c := e.cfg
+func CanDelay(c *config.Config) bool {
 	return c.TokenVerificationError == config.Deny &&
 		(!c.UsernameValidation || !c.ValidationTemplate.HasPlaceholders() || c.ValidationError == config.Deny) &&
 		(!c.UsernameReplacement || c.ReplacementError == config.Deny)

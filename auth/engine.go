@@ -71,8 +71,9 @@ type Engine struct {
 }
 
 // New builds the engine for cfg, with its own introspection client. It does no network I/O: the first
-// request to the identity provider happens on the first CONNECT.
-func New(cfg *config.Config, log Logger) (*Engine, error) {
+// request to the identity provider happens on the first CONNECT. blockingIO is for an engine whose
+// checks run on Mosquitto 2.0's broker thread (see introspect.Config.BlockingIO).
+func New(cfg *config.Config, log Logger, blockingIO bool) (*Engine, error) {
 	icfg := introspect.Config{
 		Endpoint:     cfg.IntrospectionEndpoint,
 		ClientID:     cfg.ClientID,
@@ -80,6 +81,7 @@ func New(cfg *config.Config, log Logger) (*Engine, error) {
 		AuthMethod:   cfg.AuthMethod,
 		Timeout:      cfg.Timeout,
 		TLSVerify:    cfg.TLSVerification,
+		BlockingIO:   blockingIO,
 	}
 	if cfg.CAFile != "" {
 		pool, err := loadCAFile(cfg.CAFile)

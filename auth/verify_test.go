@@ -261,7 +261,7 @@ func TestStartCompletes(t *testing.T) {
 	clk := &testClock{t: time.Unix(1_000_000, 0)}
 	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(aliceClaims)}, errFor: map[string]error{"bad": errInactive}}
 	e, _ := newTestEngine(t, idp, clk, opt("username_replacement", "true"), opt("username_replacement_template", "%%oidc-username%%"))
-	if !e.CanDelay() {
+	if !CanDelay(e.cfg) {
 		t.Fatal("CanDelay false with deny policies")
 	}
 	e.Start(Request{ClientID: "good", Password: token})
@@ -325,7 +325,7 @@ func TestCanDelay(t *testing.T) {
 	}
 	for i, tt := range tests {
 		e, _ := newTestEngine(t, &scriptedIdP{}, &testClock{}, tt.opts...)
-		if got := e.CanDelay(); got != tt.want {
+		if got := CanDelay(e.cfg); got != tt.want {
 			t.Errorf("case %d: CanDelay %v, want %v", i, got, tt.want)
 		}
 	}

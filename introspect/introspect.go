@@ -107,6 +107,10 @@ type Config struct {
 	Leeway time.Duration
 	// Now returns the current time; nil means time.Now. For tests.
 	Now func() time.Time
+	// BlockingIO makes requests on blocking sockets in the calling goroutine (HTTP/1.1), for callers
+	// that run on a thread which must not be parked: Mosquitto 2.0's broker thread. See
+	// blockingTransport. It is not used when a proxy is configured for the endpoint.
+	BlockingIO bool
 }
 
 // Client introspects tokens against one endpoint. It is safe for concurrent
@@ -198,7 +202,7 @@ func New(cfg Config) (*Client, error) {
 		MaxIdleConnsPerHost:    maxIdleConns,
 		IdleConnTimeout:        90 * time.Second,
 		TLSHandshakeTimeout:    cfg.Timeout,
-		MaxResponseHeaderBytes: 64 << 10,
+		MaxResponseHeaderBytes: maxResponseHeaderBytes,
 		TLSClientConfig: &tls.Config{
 			MinVersion: tls.VersionTLS12,
 			RootCAs:    cfg.RootCAs,
@@ -206,14 +210,31 @@ func New(cfg Config) (*Client, error) {
 			InsecureSkipVerify: !cfg.TLSVerify, //nolint:gosec
 		},
 	}
+	var rt http.RoundTripper = transport
+	if cfg.BlockingIO && !proxied(u) {
+		bt := &blockingTransport{maxResponse: maxResponseHeaderBytes + c.maxBody + 1}
+		if u.Scheme == "https" {
+			bt.tlsConfig = transport.TLSClientConfig
+		}
+		rt = bt
+	}
 	c.http = &http.Client{
-		Transport: transport,
+		Transport: rt,
 		// A redirect could carry the token elsewhere and costs another
 		// round trip; the endpoint is configured, so a 3xx is a failure.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	return c, nil
 }
+
+// proxied says whether the environment sends requests for u through a proxy.
+func proxied(u *url.URL) bool {
+	p, err := http.ProxyFromEnvironment(&http.Request{URL: u})
+	return err != nil || p != nil
+}
+
+// maxResponseHeaderBytes caps the headers of an introspection response.
+const maxResponseHeaderBytes = 64 << 10
 
 // CloseIdleConnections closes kept-alive connections, e.g. on plugin cleanup.
 func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }

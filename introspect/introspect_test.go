@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log"
@@ -31,6 +32,9 @@ const (
 
 var testNow = time.Unix(1_700_000_000, 0)
 
+// The whole suite runs once per transport: `make unit` passes -blocking for the second run.
+var blockingIO = flag.Bool("blocking", false, "run the tests on the blocking transport (Config.BlockingIO)")
+
 func testConfig(endpoint string) Config {
 	return Config{
 		Endpoint:     endpoint,
@@ -39,6 +43,7 @@ func testConfig(endpoint string) Config {
 		Timeout:      2 * time.Second,
 		TLSVerify:    true,
 		Now:          func() time.Time { return testNow },
+		BlockingIO:   *blockingIO,
 	}
 }
 

@@ -85,23 +85,24 @@ func goPluginInit(opts *C.struct_mosquitto_opt, count C.int, delayAvailable C.in
 		logLine(auth.LevelError, "configuration error: "+err.Error())
 		return C.MOSQ_ERR_INVAL
 	}
+	// Delayed checks need the broker's delayed basic auth (2.1) and no defer policy after
+	// verification; otherwise checks run on the broker thread, on blocking sockets.
+	delay := delayAvailable != 0 && auth.CanDelay(cfg)
 	log := &logQueue{}
-	engine, err := auth.New(cfg, log)
+	engine, err := auth.New(cfg, log, !delay)
 	if err != nil {
 		logLine(auth.LevelError, "configuration error: "+err.Error())
 		return C.MOSQ_ERR_INVAL
 	}
-	inst := &instance{engine: engine, log: log, renames: make(map[string]string)}
-	mode := "synchronous checks (this broker has no delayed basic auth)"
-	if delayAvailable != 0 {
-		switch {
-		case !engine.CanDelay():
-			mode = "synchronous checks (a defer policy applies after verification, and a delayed check cannot defer)"
-		default:
-			inst.delay = true
-			engine.OnCompletion(inst.ring)
-			mode = "delayed checks on cache misses"
-		}
+	inst := &instance{engine: engine, log: log, renames: make(map[string]string), delay: delay}
+	mode := "delayed checks on cache misses"
+	switch {
+	case delayAvailable == 0:
+		mode = "synchronous checks (this broker has no delayed basic auth)"
+	case !delay:
+		mode = "synchronous checks (a defer policy applies after verification, and a delayed check cannot defer)"
+	default:
+		engine.OnCompletion(inst.ring)
 	}
 	logLine(auth.LevelInfo, "loaded, "+mode+": "+cfg.Summary())
 	*handle = C.uintptr_t(cgo.NewHandle(inst))

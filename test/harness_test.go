@@ -6,6 +6,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -24,6 +25,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -157,7 +159,8 @@ func (i *idp) start() {
 	i.cmd = exec.Command("node", "server.js")
 	i.cmd.Dir = "idp"
 	i.cmd.Env = i.env
-	i.cmd.Stderr = io.Discard
+	stderr := &lockedBuffer{}
+	i.cmd.Stderr = stderr
 	out, err := i.cmd.StdoutPipe()
 	if err != nil {
 		i.t.Fatal(err)
@@ -178,11 +181,29 @@ func (i *idp) start() {
 	select {
 	case ok := <-ready:
 		if !ok {
-			i.t.Fatal("test/idp exited before it was ready (run `make deps`?)")
+			i.t.Fatalf("test/idp exited before it was ready (run `make deps`?):\n%s", stderr)
 		}
 	case <-time.After(30 * time.Second):
-		i.t.Fatal("test/idp not ready after 30s")
+		i.t.Fatalf("test/idp not ready after 30s:\n%s", stderr)
 	}
+}
+
+// lockedBuffer collects a child's stderr for failure messages.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // Stop stops the IdP; Start brings it back (with none of the old opaque tokens: its store is memory).
