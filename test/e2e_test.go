@@ -175,23 +175,9 @@ func TestSeedUseCases(t *testing.T) {
 		b := e.broker(t, "password_file "+pw+"\nacl_file "+acl+"\n",
 			"username_validation", "true", "username_validation_template", "oauth2-token", "username_validation_error", "defer",
 			"username_replacement", "true", "username_replacement_template", "%%oidc-email%%", "username_replacement_error", "deny")
-		for _, p := range protocols {
-			sub, rc := p.connect(t, b.Port, "alice-"+p.name, "oauth2-token", alice)
-			if rc != 0 {
-				t.Fatalf("%s: %#x", p.name, rc)
-			}
-			pub, rc := p.connect(t, b.Port, "bob-"+p.name, "bob", "bobpw")
-			if rc != 0 {
-				t.Fatalf("%s bob: %#x", p.name, rc)
-			}
-			sub.Subscribe(t, "users/#")
-			// acl_file's pattern uses the replaced name: alice reads users/alice@example.com/..., not
-			// users/oauth2-token/...
-			pub.Publish(t, "users/oauth2-token/x", "no")
-			pub.Publish(t, "users/alice@example.com/x", "yes")
-			sub.Expect(t, "users/alice@example.com/x yes")
-			sub.ExpectNothing(t)
-		}
+		// acl_file's pattern uses the replaced name: alice reads users/alice@example.com/..., not
+		// users/oauth2-token/...
+		readsOnlyRenamedTree(t, b, "oauth2-token", alice, "users", "oauth2-token", "alice@example.com")
 		b.AssertLogClean(alice, "bobpw")
 	})
 
@@ -200,21 +186,7 @@ func TestSeedUseCases(t *testing.T) {
 		b := e.broker(t, "password_file "+pw+"\nacl_file "+acl+"\n",
 			"username_replacement", "true", "username_replacement_template", "group-%%zitadel-role%%",
 			"username_replacement_error", "deny", "token_verification_error", "defer")
-		for _, p := range protocols {
-			sub, rc := p.connect(t, b.Port, "alice-"+p.name, "whatever", alice)
-			if rc != 0 {
-				t.Fatalf("%s: %#x", p.name, rc)
-			}
-			pub, rc := p.connect(t, b.Port, "bob-"+p.name, "bob", "bobpw")
-			if rc != 0 {
-				t.Fatalf("%s bob: %#x", p.name, rc)
-			}
-			sub.Subscribe(t, "groups/#")
-			pub.Publish(t, "groups/whatever/x", "no")
-			pub.Publish(t, "groups/group-admin/x", "yes")
-			sub.Expect(t, "groups/group-admin/x yes")
-			sub.ExpectNothing(t)
-		}
+		readsOnlyRenamedTree(t, b, "whatever", alice, "groups", "whatever", "group-admin")
 		b.AssertLogClean(alice, "bobpw")
 	})
 
@@ -231,4 +203,26 @@ func TestSeedUseCases(t *testing.T) {
 		}
 		b.AssertLogClean(alice, mallory)
 	})
+}
+
+// readsOnlyRenamedTree connects a token client under username (which the plugin renames to renamed)
+// and the password_file user bob, who publishes to tree/asGiven/x and tree/renamed/x: acl_file's
+// "pattern read tree/%u/#" must deliver only the second.
+func readsOnlyRenamedTree(t *testing.T, b *broker, username, token, tree, asGiven, renamed string) {
+	t.Helper()
+	for _, p := range protocols {
+		sub, rc := p.connect(t, b.Port, "alice-"+p.name, username, token)
+		if rc != 0 {
+			t.Fatalf("%s: %#x", p.name, rc)
+		}
+		pub, rc := p.connect(t, b.Port, "bob-"+p.name, "bob", "bobpw")
+		if rc != 0 {
+			t.Fatalf("%s bob: %#x", p.name, rc)
+		}
+		sub.Subscribe(t, tree+"/#")
+		pub.Publish(t, tree+"/"+asGiven+"/x", "no")
+		pub.Publish(t, tree+"/"+renamed+"/x", "yes")
+		sub.Expect(t, tree+"/"+renamed+"/x yes")
+		sub.ExpectNothing(t)
+	}
 }
