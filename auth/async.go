@@ -96,8 +96,14 @@ func (e *Engine) Completed(dst []Completion) []Completion {
 	return dst
 }
 
-// Close cancels checks in flight; their clients get a deny if anyone still collects them.
-func (e *Engine) Close() { e.async.stop() }
+// Close cancels checks in flight (their clients get a deny if anyone still collects them) and stops the
+// JWT key refresh.
+func (e *Engine) Close() {
+	e.async.stop()
+	if e.v.jwt != nil {
+		e.v.jwt.Close()
+	}
+}
 
 // RenamesClients says whether accepted clients get a username from username_replacement_template.
 func (e *Engine) RenamesClients() bool { return e.cfg.UsernameReplacement }

@@ -7,6 +7,7 @@ package auth
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/cache"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/config"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/introspect"
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/jwt"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/template"
 )
 
@@ -70,10 +72,39 @@ type Engine struct {
 	async
 }
 
-// New builds the engine for cfg, with its own introspection client. It does no network I/O: the first
-// request to the identity provider happens on the first CONNECT. blockingIO is for an engine whose
-// checks run on Mosquitto 2.0's broker thread (see introspect.Config.BlockingIO).
+// New builds the engine for cfg, with its own introspection client and JWT verifier as configured. It
+// waits for no network I/O: the JWT verifier fetches the issuer's keys in the background, and the first
+// introspection request happens on the first CONNECT. blockingIO is for an engine whose checks run on
+// Mosquitto 2.0's broker thread (see introspect.Config.BlockingIO).
 func New(cfg *config.Config, log Logger, blockingIO bool) (*Engine, error) {
+	var roots *x509.CertPool
+	if cfg.CAFile != "" {
+		pool, err := loadCAFile(cfg.CAFile)
+		if err != nil {
+			return nil, &config.OptionError{Key: "ca_file", Err: err}
+		}
+		roots = pool
+	}
+	var intro Verifier
+	if cfg.Introspection() {
+		client, err := newIntrospector(cfg, roots, blockingIO)
+		if err != nil {
+			return nil, err
+		}
+		intro = client
+	}
+	var jv *jwt.Verifier
+	if cfg.JWTVerification {
+		var err error
+		if jv, err = newJWTVerifier(cfg, roots, log, time.Now); err != nil {
+			return nil, err
+		}
+		jv.Start()
+	}
+	return newEngine(cfg, intro, jv, log, time.Now), nil
+}
+
+func newIntrospector(cfg *config.Config, roots *x509.CertPool, blockingIO bool) (*introspect.Client, error) {
 	icfg := introspect.Config{
 		Endpoint:     cfg.IntrospectionEndpoint,
 		ClientID:     cfg.ClientID,
@@ -82,29 +113,50 @@ func New(cfg *config.Config, log Logger, blockingIO bool) (*Engine, error) {
 		Timeout:      cfg.Timeout,
 		TLSVerify:    cfg.TLSVerification,
 		BlockingIO:   blockingIO,
-	}
-	if cfg.CAFile != "" {
-		pool, err := loadCAFile(cfg.CAFile)
-		if err != nil {
-			return nil, &config.OptionError{Key: "ca_file", Err: err}
-		}
-		icfg.RootCAs = pool
+		RootCAs:      roots,
 	}
 	client, err := introspect.New(icfg)
 	if err != nil {
 		return nil, &config.OptionError{Key: "introspection_endpoint", Err: err}
 	}
-	return newEngine(cfg, client, log, time.Now), nil
+	return client, nil
 }
 
-func newEngine(cfg *config.Config, check Verifier, log Logger, now func() time.Time) *Engine {
+// newJWTVerifier builds the verifier of jwt_issuer's tokens. Key fetches trust what introspection
+// trusts: ca_file and tls_verification apply to both.
+func newJWTVerifier(cfg *config.Config, roots *x509.CertPool, log Logger, now func() time.Time) (*jwt.Verifier, error) {
+	jv, err := jwt.New(jwt.Config{
+		Issuer:     cfg.JWTIssuer,
+		JWKSURL:    cfg.JWKSEndpoint,
+		Audiences:  cfg.JWTAudiences,
+		Algorithms: cfg.JWTAlgorithms,
+		ClockSkew:  cfg.JWTClockSkew,
+		Timeout:    cfg.Timeout,
+		Now:        now,
+		TLS:        &tls.Config{RootCAs: roots, InsecureSkipVerify: !cfg.TLSVerification, MinVersion: tls.VersionTLS12},
+		Log: func(warning bool, msg string) {
+			level := LevelInfo
+			if warning {
+				level = LevelWarning
+			}
+			log.Log(level, msg)
+		},
+	})
+	if err != nil {
+		return nil, &config.OptionError{Key: "jwt_issuer", Err: err}
+	}
+	return jv, nil
+}
+
+func newEngine(cfg *config.Config, intro Verifier, jv *jwt.Verifier, log Logger, now func() time.Time) *Engine {
 	e := &Engine{cfg: cfg, log: log}
 	entries := cfg.CacheMaxEntries
 	if cfg.CacheTTL == 0 && cfg.NegativeCacheTTL == 0 {
 		entries = 0
 	}
 	e.v = &verifier{
-		check:    check,
+		intro:    intro,
+		jwt:      jv,
 		cache:    cache.New[verdict](entries, now),
 		ttl:      cfg.CacheTTL,
 		negTTL:   cfg.NegativeCacheTTL,
@@ -155,8 +207,9 @@ func (e *Engine) Authenticate(ctx context.Context, req Request) Decision {
 }
 
 // FromMemory decides req without any I/O when it can: a username that fails a placeholder-free
-// validation template, a missing token, or a token in the cache. ok is false when the IdP must be
-// asked. This is the whole cost of a reconnect with a known token, and of Mosquitto's re-check of every
+// validation template, a missing token, a token in the cache, or a JWT of jwt_issuer signed with a key
+// already held (a signature check costs tens of microseconds, less than handing the check to another
+// goroutine). ok is false when the IdP must be asked. This is the whole cost of a reconnect with a known token, and of Mosquitto's re-check of every
 // client on SIGHUP.
 func (e *Engine) FromMemory(req Request) (d Decision, ok bool) {
 	c := e.cfg
@@ -172,7 +225,11 @@ func (e *Engine) FromMemory(req Request) (d Decision, ok bool) {
 	if req.Password == "" {
 		return e.refuse(req, c.TokenVerificationError, "no token in the password field"), true
 	}
-	if vd, hit := e.v.cached(cache.KeyOf(req.Password)); hit {
+	k := cache.KeyOf(req.Password)
+	if vd, hit := e.v.cached(k); hit {
+		return e.decide(req, vd), true
+	}
+	if vd, ok := e.v.held(k, req.Password); ok {
 		return e.decide(req, vd), true
 	}
 	return Decision{}, false

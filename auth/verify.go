@@ -9,6 +9,7 @@ import (
 
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/cache"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/introspect"
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/jwt"
 )
 
 // verdict is what the engine remembers about a token: whether it is valid and, when it is, the
@@ -34,9 +35,11 @@ type call struct {
 	err  error
 }
 
-// verifier wraps the token check with the cache, request sharing and the circuit breaker.
+// verifier routes each token to local JWT verification or introspection, and wraps both with the cache
+// and request sharing, and introspection with the circuit breaker.
 type verifier struct {
-	check    Verifier
+	intro    Verifier      // nil without introspection_endpoint
+	jwt      *jwt.Verifier // nil unless jwt_verification
 	cache    *cache.Cache[verdict]
 	ttl      time.Duration
 	negTTL   time.Duration
@@ -79,15 +82,58 @@ func (v *verifier) verify(ctx context.Context, k cache.Key, token string) (verdi
 }
 
 func (v *verifier) ask(ctx context.Context, k cache.Key, token string) (verdict, error) {
-	if !v.breaker.allow() {
-		return verdict{}, errBreakerOpen
+	res, err := v.route(ctx, token)
+	return v.record(k, res, err)
+}
+
+// errNotRoutable refuses a token that only introspection could check when there is none.
+var errNotRoutable = fmt.Errorf("%w: not a JWT of jwt_issuer, and no introspection_endpoint is set", introspect.ErrTokenInvalid)
+
+// route checks a token where it belongs: a JWT of the configured issuer locally, anything else by
+// introspection. Only introspection counts for the circuit breaker: local checks keep working while it
+// is open, and their success says nothing about the introspection endpoint.
+func (v *verifier) route(ctx context.Context, token string) (introspect.Result, error) {
+	if v.jwt != nil && v.jwt.Issued(token) {
+		r, err := v.jwt.Verify(ctx, token)
+		return introspect.Result{Claims: r.Claims, Expiry: r.Expiry}, err
 	}
-	res, err := v.check.Introspect(ctx, token)
+	if v.intro == nil {
+		return introspect.Result{}, errNotRoutable
+	}
+	if !v.breaker.allow() {
+		return introspect.Result{}, errBreakerOpen
+	}
+	res, err := v.intro.Introspect(ctx, token)
 	// A refusal is an answer: the IdP is healthy.
 	v.breaker.report(err == nil || errors.Is(err, introspect.ErrTokenInvalid))
+	return res, err
+}
+
+// held verifies a JWT of the configured issuer with the keys held now, without I/O, and records the
+// verdict. ok is false for any other token and for a JWT whose key must be fetched first.
+func (v *verifier) held(k cache.Key, token string) (vd verdict, ok bool) {
+	if v.jwt == nil || !v.jwt.Issued(token) {
+		return verdict{}, false
+	}
+	r, err, ok := v.jwt.VerifyHeld(token)
+	if !ok {
+		return verdict{}, false
+	}
+	vd, err = v.record(k, introspect.Result{Claims: r.Claims, Expiry: r.Expiry}, err)
+	return vd, err == nil
+}
+
+// invalid reports whether err refuses the token itself, as opposed to the IdP failing to answer.
+func invalid(err error) bool {
+	return errors.Is(err, introspect.ErrTokenInvalid) || errors.Is(err, jwt.ErrTokenInvalid)
+}
+
+// record turns a check's outcome into a verdict and caches it: a valid token until the earlier of its
+// exp and cache_ttl, a refusal for negative_cache_ttl, an IdP failure never.
+func (v *verifier) record(k cache.Key, res introspect.Result, err error) (verdict, error) {
 	now := v.now()
 	if err != nil {
-		if !errors.Is(err, introspect.ErrTokenInvalid) {
+		if !invalid(err) {
 			return verdict{}, err
 		}
 		vd := verdict{reason: err.Error()}

@@ -81,7 +81,7 @@ func newTestEngine(t testing.TB, idp Verifier, clk *testClock, opts ...config.Op
 		t.Fatal(err)
 	}
 	log := &logRecorder{}
-	return newEngine(cfg, idp, log, clk.now), log
+	return newEngine(cfg, idp, nil, log, clk.now), log
 }
 
 func TestCacheServesRepeats(t *testing.T) {

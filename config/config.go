@@ -9,12 +9,15 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/introspect"
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/jwt"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/template"
 )
 
@@ -67,7 +70,17 @@ type Config struct {
 	NegativeCacheTTL time.Duration // 0 keeps no refusals
 	BreakerFailures  int           // 0 turns the circuit breaker off
 	BreakerCooldown  time.Duration
+
+	JWTVerification bool
+	JWTIssuer       string
+	JWKSEndpoint    string
+	JWTAudiences    []string
+	JWTAlgorithms   []string
+	JWTClockSkew    time.Duration
 }
+
+// Introspection reports whether tokens that are not JWTs of jwt_issuer go to an introspection endpoint.
+func (c *Config) Introspection() bool { return c.IntrospectionEndpoint != "" }
 
 // Defaults of the cache and the circuit breaker.
 const (
@@ -90,9 +103,9 @@ func (e *OptionError) Unwrap() error { return e.Err }
 
 // options lists every option this plugin knows, with its help text. The order is the order of Summary.
 var options = []struct{ key, help string }{
-	{"introspection_endpoint", "URL of the RFC 7662 introspection endpoint (required)"},
-	{"client_id", "client id used to authenticate to the introspection endpoint (required)"},
-	{"client_secret", "client secret for the introspection endpoint (this or client_secret_file is required)"},
+	{"introspection_endpoint", "URL of the RFC 7662 introspection endpoint (required unless jwt_verification is true)"},
+	{"client_id", "client id used to authenticate to the introspection endpoint (required with introspection_endpoint)"},
+	{"client_secret", "client secret for the introspection endpoint (this or client_secret_file is required with introspection_endpoint)"},
 	{"client_secret_file", "file holding the client secret, e.g. a Docker or Kubernetes secret"},
 	{"introspection_auth_method", "client_secret_basic (default) or client_secret_post"},
 	{"tls_verification", "verify the identity provider's TLS certificate: true (default) or false"},
@@ -110,6 +123,12 @@ var options = []struct{ key, help string }{
 	{"negative_cache_ttl", "seconds a refused token is remembered; 0 turns this off (default 10)"},
 	{"circuit_breaker_failures", "IdP failures in a row that open the circuit breaker; 0 turns it off (default 5)"},
 	{"circuit_breaker_cooldown", "seconds the open breaker answers without asking the IdP before it probes again (default 10)"},
+	{"jwt_verification", "verify JWT access tokens of jwt_issuer locally with its published keys: true or false (default false)"},
+	{"jwt_issuer", "the exact iss of the JWTs to verify locally; their keys are found by discovery from it (required with jwt_verification)"},
+	{"jwks_endpoint", "URL of the issuer's JWK set, instead of discovery (default: jwks_uri of the discovery document)"},
+	{"jwt_audience", "space-separated audiences; the token's aud must hold one (default: aud not checked)"},
+	{"jwt_algorithms", "space-separated JWS algorithms allowed (default RS256 RS384 RS512 ES256 ES384 ES512 PS256 PS384 PS512 EdDSA)"},
+	{"jwt_clock_skew", "seconds of leeway on exp, nbf and iat (default 30)"},
 }
 
 // Keys returns the names of every known option, in documentation order, with their help text.
@@ -165,9 +184,18 @@ func Parse(opts []Option) (*Config, error) {
 	c.AuthMethod = p.authMethod("introspection_auth_method")
 	c.ValidationTemplate = p.template("username_validation_template", c.UsernameValidation, "username_validation")
 	c.ReplacementTemplate = p.template("username_replacement_template", c.UsernameReplacement, "username_replacement")
-	p.require("introspection_endpoint")
-	p.require("client_id")
-	p.secret(c)
+	p.jwt(c)
+	if c.Introspection() || !c.JWTVerification {
+		p.require("introspection_endpoint")
+		p.require("client_id")
+		p.secret(c)
+	} else {
+		for _, k := range []string{"client_id", "client_secret", "client_secret_file", "introspection_auth_method"} {
+			if _, ok := values[k]; ok {
+				p.fail(k, "set but introspection_endpoint is not")
+			}
+		}
+	}
 	if p.err != nil {
 		return nil, p.err
 	}
@@ -301,6 +329,53 @@ func (p *parser) template(key string, enabled bool, enabledBy string) *template.
 	return t
 }
 
+// jwt reads the options of local JWT verification. They are refused while jwt_verification is off:
+// whoever set them expected tokens to be checked that way.
+func (p *parser) jwt(c *Config) {
+	c.JWTVerification = p.boolean("jwt_verification", false)
+	keys := []string{"jwt_issuer", "jwks_endpoint", "jwt_audience", "jwt_algorithms", "jwt_clock_skew"}
+	if !c.JWTVerification {
+		for _, k := range keys {
+			if _, ok := p.values[k]; ok {
+				p.fail(k, "set but jwt_verification is false")
+			}
+		}
+		return
+	}
+	c.JWTIssuer = p.str("jwt_issuer")
+	p.require("jwt_issuer")
+	p.url("jwt_issuer")
+	c.JWKSEndpoint = p.str("jwks_endpoint")
+	p.url("jwks_endpoint")
+	c.JWTAudiences = strings.Fields(p.str("jwt_audience"))
+	c.JWTAlgorithms = jwt.DefaultAlgorithms
+	if v, ok := p.values["jwt_algorithms"]; ok {
+		c.JWTAlgorithms = strings.Fields(v)
+		if len(c.JWTAlgorithms) == 0 {
+			p.fail("jwt_algorithms", "empty")
+		}
+		for _, a := range c.JWTAlgorithms {
+			if !slices.Contains(jwt.DefaultAlgorithms, a) {
+				p.fail("jwt_algorithms", "%q is not one of %s (symmetric algorithms and none are never allowed)",
+					a, strings.Join(jwt.DefaultAlgorithms, " "))
+			}
+		}
+	}
+	c.JWTClockSkew = p.seconds("jwt_clock_skew", jwt.DefaultClockSkew, true, 5*time.Minute)
+}
+
+// url checks that an optional option holds an absolute http(s) URL.
+func (p *parser) url(key string) {
+	v := p.values[key]
+	if v == "" {
+		return
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		p.fail(key, "%q is not an http(s) URL", v)
+	}
+}
+
 // secret resolves the client secret from client_secret or client_secret_file, exactly one of which must
 // be given. The file's trailing newline is dropped: secrets written with echo or a text editor have one.
 func (p *parser) secret(c *Config) {
@@ -326,17 +401,32 @@ func (p *parser) secret(c *Config) {
 // is never part of it.
 func (c *Config) Summary() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "introspection_endpoint=%s client_id=%s client_secret=", c.IntrospectionEndpoint, c.ClientID)
-	if c.ClientSecretFile != "" {
-		fmt.Fprintf(&b, "(from %s)", c.ClientSecretFile)
+	if c.JWTVerification {
+		fmt.Fprintf(&b, "jwt_issuer=%s", c.JWTIssuer)
+		if c.JWKSEndpoint != "" {
+			fmt.Fprintf(&b, " jwks_endpoint=%s", c.JWKSEndpoint)
+		}
+		if len(c.JWTAudiences) > 0 {
+			fmt.Fprintf(&b, " jwt_audience=%q", strings.Join(c.JWTAudiences, " "))
+		}
+		fmt.Fprintf(&b, " jwt_algorithms=%q jwt_clock_skew=%gs ", strings.Join(c.JWTAlgorithms, " "), c.JWTClockSkew.Seconds())
+	}
+	if c.Introspection() {
+		fmt.Fprintf(&b, "introspection_endpoint=%s client_id=%s client_secret=", c.IntrospectionEndpoint, c.ClientID)
+		if c.ClientSecretFile != "" {
+			fmt.Fprintf(&b, "(from %s)", c.ClientSecretFile)
+		} else {
+			b.WriteString("(set)")
+		}
+		method := "client_secret_basic"
+		if c.AuthMethod == introspect.ClientSecretPost {
+			method = "client_secret_post"
+		}
+		fmt.Fprintf(&b, " introspection_auth_method=%s ", method)
 	} else {
-		b.WriteString("(set)")
+		b.WriteString("introspection=off ")
 	}
-	method := "client_secret_basic"
-	if c.AuthMethod == introspect.ClientSecretPost {
-		method = "client_secret_post"
-	}
-	fmt.Fprintf(&b, " introspection_auth_method=%s tls_verification=%t", method, c.TLSVerification)
+	fmt.Fprintf(&b, "tls_verification=%t", c.TLSVerification)
 	if c.CAFile != "" {
 		fmt.Fprintf(&b, " ca_file=%s", c.CAFile)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +21,10 @@ var base = []Option{
 
 func with(extra ...Option) []Option {
 	return append(append([]Option{}, base...), extra...)
+}
+
+func jwtOnly(extra ...Option) []Option {
+	return append([]Option{{"jwt_verification", "true"}, {"jwt_issuer", "https://idp.example"}}, extra...)
 }
 
 func TestDefaults(t *testing.T) {
@@ -43,7 +48,7 @@ func TestDefaults(t *testing.T) {
 		BreakerFailures:        5,
 		BreakerCooldown:        10 * time.Second,
 	}
-	if *c != want {
+	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", *c, want)
 	}
 }
@@ -71,6 +76,19 @@ func TestValues(t *testing.T) {
 		{"breaker", with(Option{"circuit_breaker_failures", "0"}, Option{"circuit_breaker_cooldown", "2.5"}),
 			func(c *Config) bool { return c.BreakerFailures == 0 && c.BreakerCooldown == 2500*time.Millisecond }},
 		{"ca file", with(Option{"ca_file", "/etc/ssl/idp.pem"}), func(c *Config) bool { return c.CAFile == "/etc/ssl/idp.pem" }},
+		{"jwt only, defaults", jwtOnly(), func(c *Config) bool {
+			return c.JWTVerification && !c.Introspection() && c.JWTIssuer == "https://idp.example" &&
+				c.JWTClockSkew == 30*time.Second && len(c.JWTAlgorithms) == 10 && len(c.JWTAudiences) == 0
+		}},
+		{"jwt and introspection", with(Option{"jwt_verification", "true"}, Option{"jwt_issuer", "https://idp.example/"}),
+			func(c *Config) bool { return c.JWTVerification && c.Introspection() && c.JWTIssuer == "https://idp.example/" }},
+		{"jwt options", jwtOnly(Option{"jwt_audience", " urn:mqtt  urn:iot "}, Option{"jwt_algorithms", "ES256 EdDSA"},
+			Option{"jwt_clock_skew", "0"}, Option{"jwks_endpoint", "https://idp.example/keys"}),
+			func(c *Config) bool {
+				return reflect.DeepEqual(c.JWTAudiences, []string{"urn:mqtt", "urn:iot"}) &&
+					reflect.DeepEqual(c.JWTAlgorithms, []string{"ES256", "EdDSA"}) && c.JWTClockSkew == 0 &&
+					c.JWKSEndpoint == "https://idp.example/keys"
+			}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -112,6 +130,16 @@ func TestErrorsNameTheOption(t *testing.T) {
 		{"unknown placeholder", with(Option{"username_replacement", "true"}, Option{"username_replacement_template", "%%oidc-name%%"}), "username_replacement_template"},
 		{"secret twice", with(Option{"client_secret_file", "/run/secrets/x"}), "client_secret_file"},
 		{"missing secret file", append(base[:2:2], Option{"client_secret_file", "/nonexistent/secret"}), "client_secret_file"},
+		{"jwt option without jwt", with(Option{"jwt_issuer", "https://idp.example"}), "jwt_issuer"},
+		{"jwt without issuer", []Option{{"jwt_verification", "true"}}, "jwt_issuer"},
+		{"issuer not a URL", []Option{{"jwt_verification", "true"}, {"jwt_issuer", "idp.example"}}, "jwt_issuer"},
+		{"bad jwks endpoint", jwtOnly(Option{"jwks_endpoint", "file:///etc/keys"}), "jwks_endpoint"},
+		{"alg none", jwtOnly(Option{"jwt_algorithms", "RS256 none"}), "jwt_algorithms"},
+		{"alg HS256", jwtOnly(Option{"jwt_algorithms", "HS256"}), "jwt_algorithms"},
+		{"empty algs", jwtOnly(Option{"jwt_algorithms", " "}), "jwt_algorithms"},
+		{"huge skew", jwtOnly(Option{"jwt_clock_skew", "3600"}), "jwt_clock_skew"},
+		{"client id without endpoint", jwtOnly(Option{"client_id", "broker"}), "client_id"},
+		{"neither jwt nor introspection", []Option{{"timeout", "1"}}, "introspection_endpoint"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

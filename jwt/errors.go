@@ -1,0 +1,50 @@
+package jwt
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrTokenInvalid is wrapped by every refusal of the token itself: the caller may remember it (negative
+// cache) and must not blame the identity provider for it. Each refusal also wraps one of the reasons
+// below, so callers and tests can tell why with errors.Is.
+var ErrTokenInvalid = errors.New("token rejected")
+
+// ErrKeysUnavailable means the token could not be checked because the issuer's keys could not be
+// fetched: the identity provider is down, slow or answering garbage. It is not the token's fault and
+// must never be cached as a refusal.
+var ErrKeysUnavailable = errors.New("jwt: signing keys unavailable")
+
+// Reasons for refusing a token. Messages name the reason, never the token or claim values: they end up
+// in broker logs.
+var (
+	ErrMalformed    = errors.New("malformed JWS")
+	ErrAlgorithm    = errors.New("algorithm not allowed")
+	ErrType         = errors.New("typ is not at+jwt or JWT")
+	ErrUnknownKey   = errors.New("unknown signing key")
+	ErrBadSignature = errors.New("bad signature")
+	ErrIssuer       = errors.New("wrong issuer")
+	ErrAudience     = errors.New("wrong audience")
+	ErrNoExpiry     = errors.New("no exp claim")
+	ErrExpired      = errors.New("expired")
+	ErrNotYetValid  = errors.New("not valid yet")
+)
+
+// refusal is a token refused for reason, with a detail safe to log.
+type refusal struct {
+	reason error
+	detail string
+}
+
+func (r *refusal) Error() string {
+	if r.detail == "" {
+		return "jwt: " + r.reason.Error()
+	}
+	return "jwt: " + r.reason.Error() + ": " + r.detail
+}
+
+func (r *refusal) Unwrap() []error { return []error{ErrTokenInvalid, r.reason} }
+
+func refuse(reason error, format string, args ...any) error {
+	return &refusal{reason: reason, detail: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,323 @@
+// Package jwt verifies JWT access tokens (RFC 9068) locally, against the public keys their issuer
+// publishes, so that a fleet reconnecting after an outage costs the identity provider nothing and keeps
+// working while it is down.
+//
+// A token is accepted only after all of: its alg is in the allow-list (never "none", never an HMAC
+// algorithm: the keys here are public), its typ is at+jwt, JWT or absent, its signature verifies with
+// one of the issuer's keys (chosen by kid), iss is the configured issuer, aud holds a configured
+// audience when audiences are configured, exp is present and not past, and nbf and iat are not in the
+// future, the last three with a configurable clock skew. Nothing is accepted by parsing alone.
+package jwt
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/tidwall/gjson"
+)
+
+// DefaultAlgorithms is the allow-list when none is configured: every asymmetric JWS algorithm.
+var DefaultAlgorithms = []string{"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA"}
+
+// DefaultClockSkew is how far the broker's clock and the issuer's may disagree on exp, nbf and iat.
+const DefaultClockSkew = 30 * time.Second
+
+// Config describes one trusted issuer.
+type Config struct {
+	// Issuer is the exact iss the tokens carry, and where discovery starts when JWKSURL is empty.
+	Issuer string
+	// JWKSURL is the issuer's key set; empty means find it by discovery.
+	JWKSURL string
+	// Audiences, when not empty, must share a value with the token's aud.
+	Audiences []string
+	// Algorithms is the allow-list of JWS algorithms; empty means DefaultAlgorithms. Only asymmetric
+	// algorithms are accepted.
+	Algorithms []string
+	// ClockSkew is the leeway on exp, nbf and iat.
+	ClockSkew time.Duration
+	// Timeout bounds one discovery or key set request.
+	Timeout time.Duration
+	// TLS configures the connections to the issuer (trusted CAs, verification); nil means the system's
+	// roots, verified.
+	TLS *tls.Config
+	// Log receives key fetch outcomes; warning is set for failures. It may be called from any goroutine.
+	Log func(warning bool, msg string)
+	// Now is the clock for exp, nbf and iat; nil means time.Now. A caller that caches verified tokens
+	// passes its own, so that the cache and the checks agree on the time.
+	Now func() time.Time
+}
+
+// Result is a verified token.
+type Result struct {
+	// Claims is the token's payload, a JSON object.
+	Claims []byte
+	// Expiry is the token's exp.
+	Expiry time.Time
+}
+
+// Verifier checks tokens of one issuer. It is safe for concurrent use.
+type Verifier struct {
+	issuer    string
+	audiences []string
+	algs      []jose.SignatureAlgorithm
+	skew      time.Duration
+	now       func() time.Time
+	keys      *keySet
+	stop      context.CancelFunc
+}
+
+// New validates cfg and returns a Verifier. It does no I/O: call Start to fetch the keys.
+func New(cfg Config) (*Verifier, error) {
+	if err := checkURL(cfg.Issuer); err != nil {
+		return nil, fmt.Errorf("issuer: %w", err)
+	}
+	if cfg.JWKSURL != "" {
+		if err := checkURL(cfg.JWKSURL); err != nil {
+			return nil, fmt.Errorf("key set URL: %w", err)
+		}
+	}
+	names := cfg.Algorithms
+	if len(names) == 0 {
+		names = DefaultAlgorithms
+	}
+	algs := make([]jose.SignatureAlgorithm, len(names))
+	for i, a := range names {
+		if !slices.Contains(DefaultAlgorithms, a) {
+			return nil, fmt.Errorf("algorithm %q is not one of %s", a, strings.Join(DefaultAlgorithms, " "))
+		}
+		algs[i] = jose.SignatureAlgorithm(a)
+	}
+	if cfg.ClockSkew < 0 {
+		return nil, errors.New("negative clock skew")
+	}
+	now, log := cfg.Now, cfg.Log
+	if now == nil {
+		now = time.Now
+	}
+	if log == nil {
+		log = func(bool, string) {}
+	}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.TLSClientConfig = cfg.TLS
+	v := &Verifier{
+		issuer:    cfg.Issuer,
+		audiences: cfg.Audiences,
+		algs:      algs,
+		skew:      cfg.ClockSkew,
+		now:       now,
+		keys: &keySet{
+			issuer:  cfg.Issuer,
+			jwksURL: cfg.JWKSURL,
+			algs:    names,
+			client:  &http.Client{Transport: transport, Timeout: cfg.Timeout},
+			now:     now,
+			log:     log,
+		},
+		stop: func() {},
+	}
+	return v, nil
+}
+
+func checkURL(s string) error {
+	switch {
+	case s == "":
+		return errors.New("required")
+	case !strings.HasPrefix(s, "https://") && !strings.HasPrefix(s, "http://"):
+		return fmt.Errorf("%q is not an http(s) URL", s)
+	}
+	return nil
+}
+
+// Start fetches the keys in the background and keeps them fresh until Close. It returns at once: the
+// broker's start-up never waits for the identity provider.
+func (v *Verifier) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	v.stop = cancel
+	go v.keys.run(ctx)
+}
+
+// Close stops the background refresh.
+func (v *Verifier) Close() { v.stop() }
+
+// Fetches reports how many key set fetches were attempted, successful or not.
+func (v *Verifier) Fetches() int64 { return v.keys.fetches.Load() }
+
+// Issued reports whether token looks like a JWS from this verifier's issuer: three dot-separated
+// base64url parts whose payload is a JSON object with this iss. It checks nothing else: it only decides
+// whether the token is verified here or handed to introspection.
+func (v *Verifier) Issued(token string) bool {
+	_, payload, ok := split(token)
+	if !ok {
+		return false
+	}
+	body, err := base64.RawURLEncoding.DecodeString(payload)
+	if err != nil {
+		return false
+	}
+	iss := gjson.GetBytes(body, "iss")
+	return iss.Type == gjson.String && iss.Str == v.issuer
+}
+
+// Verify checks token and returns its claims. When the token names a key not held yet, it fetches the
+// key set (or joins a running fetch), within ctx and at most once per few seconds. An error wraps
+// ErrTokenInvalid and a reason when the token is refused, and ErrKeysUnavailable when it could not be
+// checked.
+func (v *Verifier) Verify(ctx context.Context, token string) (Result, error) {
+	return v.verify(ctx, token)
+}
+
+// VerifyHeld checks token with the keys held now and no I/O. ok is false when the token names a key not
+// held: the caller should then call Verify off the broker thread.
+func (v *Verifier) VerifyHeld(token string) (res Result, err error, ok bool) {
+	res, err = v.verify(nil, token)
+	if errors.Is(err, errNeedFetch) {
+		return Result{}, nil, false
+	}
+	return res, err, true
+}
+
+// errNeedFetch stops a verification without I/O (nil ctx) where it would have fetched keys.
+var errNeedFetch = errors.New("jwt: key set fetch needed")
+
+// verify does the work of Verify; a nil ctx means no I/O.
+func (v *Verifier) verify(ctx context.Context, token string) (Result, error) {
+	header, _, ok := split(token)
+	if !ok {
+		return Result{}, refuse(ErrMalformed, "not three base64url parts")
+	}
+	h, err := base64.RawURLEncoding.DecodeString(header)
+	if err != nil || !gjson.ValidBytes(h) {
+		return Result{}, refuse(ErrMalformed, "header is not base64url JSON")
+	}
+	alg := gjson.GetBytes(h, "alg").String()
+	if !slices.Contains(v.algs, jose.SignatureAlgorithm(alg)) {
+		return Result{}, refuse(ErrAlgorithm, "%q", printable(alg))
+	}
+	if typ := gjson.GetBytes(h, "typ"); typ.Exists() && !goodType(typ.String()) {
+		return Result{}, refuse(ErrType, "%q", printable(typ.String()))
+	}
+	jws, err := jose.ParseSignedCompact(token, v.algs)
+	if err != nil {
+		return Result{}, refuse(ErrMalformed, "%v", err)
+	}
+	kid := jws.Signatures[0].Header.KeyID
+	keys := v.keys.candidates(kid, alg)
+	if len(keys) == 0 {
+		if ctx == nil {
+			return Result{}, errNeedFetch
+		}
+		if err := v.keys.refresh(ctx, false); err != nil && !errors.Is(err, errRateLimited) {
+			return Result{}, fmt.Errorf("kid %q: %w", printable(kid), err)
+		}
+		if keys = v.keys.candidates(kid, alg); len(keys) == 0 {
+			return Result{}, refuse(ErrUnknownKey, "kid %q", printable(kid))
+		}
+	}
+	var payload []byte
+	for i := range keys {
+		if payload, err = jws.Verify(&keys[i]); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return Result{}, refuse(ErrBadSignature, "kid %q", printable(kid))
+	}
+	return v.checkClaims(payload)
+}
+
+// checkClaims applies the RFC 9068 §4 checks that follow a good signature.
+func (v *Verifier) checkClaims(payload []byte) (Result, error) {
+	if !gjson.ValidBytes(payload) || !gjson.ParseBytes(payload).IsObject() {
+		return Result{}, refuse(ErrMalformed, "payload is not a JSON object")
+	}
+	c := gjson.GetManyBytes(payload, "iss", "exp", "nbf", "iat", "aud")
+	iss, exp, nbf, iat, aud := c[0], c[1], c[2], c[3], c[4]
+	if iss.Type != gjson.String || iss.Str != v.issuer {
+		return Result{}, refuse(ErrIssuer, "")
+	}
+	now := v.now()
+	if exp.Type != gjson.Number {
+		return Result{}, refuse(ErrNoExpiry, "")
+	}
+	expiry := numericDate(exp.Num)
+	if now.After(expiry.Add(v.skew)) {
+		return Result{}, refuse(ErrExpired, "exp %s", expiry.UTC().Format(time.RFC3339))
+	}
+	for _, c := range []struct {
+		claim gjson.Result
+		name  string
+	}{{nbf, "nbf"}, {iat, "iat"}} {
+		if !c.claim.Exists() {
+			continue
+		}
+		if c.claim.Type != gjson.Number {
+			return Result{}, refuse(ErrMalformed, "%s is not a number", c.name)
+		}
+		if t := numericDate(c.claim.Num); t.After(now.Add(v.skew)) {
+			return Result{}, refuse(ErrNotYetValid, "%s %s", c.name, t.UTC().Format(time.RFC3339))
+		}
+	}
+	if len(v.audiences) > 0 && !v.audienceOK(aud) {
+		return Result{}, refuse(ErrAudience, "")
+	}
+	return Result{Claims: payload, Expiry: expiry}, nil
+}
+
+// audienceOK reports whether aud (a string or an array of strings) holds a configured audience.
+func (v *Verifier) audienceOK(aud gjson.Result) bool {
+	if aud.Type == gjson.String {
+		return slices.Contains(v.audiences, aud.Str)
+	}
+	found := false
+	if aud.IsArray() {
+		aud.ForEach(func(_, a gjson.Result) bool {
+			found = a.Type == gjson.String && slices.Contains(v.audiences, a.Str)
+			return !found
+		})
+	}
+	return found
+}
+
+// goodType accepts the typ values RFC 9068 §2.1 and common issuers use: "at+jwt" (or its media type
+// form) and "JWT", case-insensitively as media types are.
+func goodType(typ string) bool {
+	switch strings.ToLower(typ) {
+	case "at+jwt", "application/at+jwt", "jwt":
+		return true
+	}
+	return false
+}
+
+// split returns the header and payload parts of a compact JWS.
+func split(token string) (header, payload string, ok bool) {
+	header, rest, ok1 := strings.Cut(token, ".")
+	payload, sig, ok2 := strings.Cut(rest, ".")
+	return header, payload, ok1 && ok2 && header != "" && payload != "" && sig != "" && !strings.Contains(sig, ".")
+}
+
+// numericDate converts an RFC 7519 NumericDate, which may have a fraction, to a time.
+func numericDate(f float64) time.Time {
+	if f > math.MaxInt64/2 || f < math.MinInt64/2 {
+		f = math.Copysign(math.MaxInt64/2, f)
+	}
+	sec, frac := math.Modf(f)
+	return time.Unix(int64(sec), int64(frac*1e9))
+}
+
+// printable cuts attacker-controlled header values to something short and safe to log.
+func printable(s string) string {
+	const max = 64
+	if len(s) > max {
+		s = s[:max] + "…"
+	}
+	return strings.ToValidUTF8(s, "?")
+}

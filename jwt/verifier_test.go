@@ -1,0 +1,614 @@
+package jwt
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// signer is one test signing key with its kid.
+type signer struct {
+	kid string
+	alg string
+	key crypto.Signer
+}
+
+func newRSA(t testing.TB, kid string) signer {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signer{kid, "RS256", k}
+}
+
+func newEC(t testing.TB, kid string) signer {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signer{kid, "ES256", k}
+}
+
+func newEd(t testing.TB, kid string) signer {
+	_, k, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signer{kid, "EdDSA", k}
+}
+
+func (s signer) jwk() jose.JSONWebKey {
+	return jose.JSONWebKey{Key: s.key.Public(), KeyID: s.kid, Algorithm: s.alg, Use: "sig"}
+}
+
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+func b64json(t testing.TB, v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b64(b)
+}
+
+// token builds a compact JWS by hand, so tests control every header field, including forged ones.
+func (s signer) token(t testing.TB, header, claims map[string]any) string {
+	h := map[string]any{"alg": s.alg, "typ": "at+jwt"}
+	if s.kid != "" {
+		h["kid"] = s.kid
+	}
+	for k, v := range header {
+		if v == nil {
+			delete(h, k)
+		} else {
+			h[k] = v
+		}
+	}
+	input := b64json(t, h) + "." + b64json(t, claims)
+	return input + "." + b64(s.sign(t, []byte(input)))
+}
+
+func (s signer) sign(t testing.TB, input []byte) []byte {
+	sum := sha256.Sum256(input)
+	switch k := s.key.(type) {
+	case *rsa.PrivateKey:
+		sig, err := rsa.SignPKCS1v15(rand.Reader, k, crypto.SHA256, sum[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sig
+	case *ecdsa.PrivateKey:
+		r, ss, err := ecdsa.Sign(rand.Reader, k, sum[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := make([]byte, 64)
+		r.FillBytes(out[:32])
+		ss.FillBytes(out[32:])
+		return out
+	case ed25519.PrivateKey:
+		return ed25519.Sign(k, input)
+	}
+	t.Fatalf("unknown key type %T", s.key)
+	return nil
+}
+
+// idp serves discovery and a key set that tests can swap, stop and count.
+type idp struct {
+	srv      *httptest.Server
+	mu       sync.Mutex
+	keys     []jose.JSONWebKey
+	down     bool
+	jwksHits atomic.Int64
+	docHits  atomic.Int64
+	oidc     bool // serve /.well-known/openid-configuration (else only RFC 8414 metadata)
+}
+
+func newIdP(t *testing.T, keys ...signer) *idp {
+	p := &idp{oidc: true}
+	p.setKeys(keys...)
+	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
+	t.Cleanup(p.srv.Close)
+	return p
+}
+
+func (p *idp) setKeys(keys ...signer) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.keys = nil
+	for _, k := range keys {
+		p.keys = append(p.keys, k.jwk())
+	}
+}
+
+func (p *idp) setDown(down bool) {
+	p.mu.Lock()
+	p.down = down
+	p.mu.Unlock()
+}
+
+func (p *idp) serve(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	down, keys := p.down, p.keys
+	p.mu.Unlock()
+	if down {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+		return
+	}
+	path := r.URL.Path
+	if strings.HasSuffix(path, "/.well-known/openid-configuration") {
+		path = "/.well-known/openid-configuration" // any issuer path: the document names the root
+	}
+	switch path {
+	case "/.well-known/openid-configuration", "/.well-known/oauth-authorization-server":
+		if path == "/.well-known/openid-configuration" && !p.oidc {
+			http.NotFound(w, r)
+			return
+		}
+		p.docHits.Add(1)
+		json.NewEncoder(w).Encode(map[string]string{"issuer": p.srv.URL, "jwks_uri": p.srv.URL + "/jwks"})
+	case "/jwks":
+		p.jwksHits.Add(1)
+		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: keys})
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// clock is a settable time source.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+type fixture struct {
+	idp *idp
+	v   *Verifier
+	clk *clock
+	now time.Time
+}
+
+func setup(t *testing.T, cfg Config, keys ...signer) *fixture {
+	t.Helper()
+	p := newIdP(t, keys...)
+	clk := &clock{t: time.Now()}
+	if cfg.Issuer == "" {
+		cfg.Issuer = p.srv.URL
+	}
+	cfg.Timeout = 2 * time.Second
+	cfg.Now = clk.now
+	v, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Close)
+	return &fixture{idp: p, v: v, clk: clk, now: clk.now()}
+}
+
+func (f *fixture) claims(extra map[string]any) map[string]any {
+	c := map[string]any{
+		"iss": f.idp.srv.URL, "sub": "device-1", "aud": "urn:mqtt",
+		"exp": f.now.Add(time.Hour).Unix(), "iat": f.now.Unix(), "nbf": f.now.Unix(),
+	}
+	for k, v := range extra {
+		if v == nil {
+			delete(c, k)
+		} else {
+			c[k] = v
+		}
+	}
+	return c
+}
+
+func (f *fixture) verify(t *testing.T, tok string) (Result, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	return f.v.Verify(ctx, tok)
+}
+
+func TestAcceptsEachAlgorithm(t *testing.T) {
+	for _, s := range []signer{newRSA(t, "rsa"), newEC(t, "ec"), newEd(t, "ed")} {
+		t.Run(s.alg, func(t *testing.T) {
+			f := setup(t, Config{}, s)
+			tok := s.token(t, nil, f.claims(nil))
+			if !f.v.Issued(tok) {
+				t.Fatal("Issued = false for a token of this issuer")
+			}
+			res, err := f.verify(t, tok)
+			if err != nil {
+				t.Fatalf("Verify: %v", err)
+			}
+			if got := string(res.Claims); !strings.Contains(got, `"sub":"device-1"`) {
+				t.Errorf("claims %s", got)
+			}
+			if want := f.now.Add(time.Hour).Truncate(time.Second); !res.Expiry.Equal(want) {
+				t.Errorf("expiry %v, want %v", res.Expiry, want)
+			}
+		})
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	rs, other := newRSA(t, "k1"), newRSA(t, "k1")
+	f := setup(t, Config{Audiences: []string{"urn:mqtt", "urn:other"}, ClockSkew: 30 * time.Second}, rs)
+	good := rs.token(t, nil, f.claims(nil))
+	parts := strings.Split(good, ".")
+	pub, err := x509.MarshalPKIXPublicKey(rs.key.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hmacWithPublicKey := func() string {
+		input := b64json(t, map[string]any{"alg": "HS256", "kid": "k1"}) + "." + parts[1]
+		m := hmac.New(sha256.New, pub)
+		m.Write([]byte(input))
+		return input + "." + b64(m.Sum(nil))
+	}()
+	tampered := func() string {
+		c := f.claims(map[string]any{"sub": "admin"})
+		return parts[0] + "." + b64json(t, c) + "." + parts[2]
+	}()
+	badSig := func() string {
+		sig, _ := base64.RawURLEncoding.DecodeString(parts[2])
+		sig[10] ^= 1
+		return parts[0] + "." + parts[1] + "." + b64(sig)
+	}()
+	cases := []struct {
+		name   string
+		tok    string
+		reason error
+	}{
+		{"tampered payload", tampered, ErrBadSignature},
+		{"tampered signature", badSig, ErrBadSignature},
+		{"signed by another key with the same kid", other.token(t, nil, f.claims(nil)), ErrBadSignature},
+		{"alg none", parts[0][:0] + b64json(t, map[string]any{"alg": "none"}) + "." + parts[1] + ".", ErrMalformed},
+		{"alg none with a signature part", b64json(t, map[string]any{"alg": "none", "kid": "k1"}) + "." + parts[1] + ".AAAA", ErrAlgorithm},
+		{"HS256 keyed with the RSA public key", hmacWithPublicKey, ErrAlgorithm},
+		{"wrong iss", rs.token(t, nil, f.claims(map[string]any{"iss": "https://evil.example"})), ErrIssuer},
+		{"wrong aud", rs.token(t, nil, f.claims(map[string]any{"aud": "urn:elsewhere"})), ErrAudience},
+		{"aud array without ours", rs.token(t, nil, f.claims(map[string]any{"aud": []string{"a", "b"}})), ErrAudience},
+		{"no aud", rs.token(t, nil, f.claims(map[string]any{"aud": nil})), ErrAudience},
+		{"expired beyond the skew", rs.token(t, nil, f.claims(map[string]any{"exp": f.now.Add(-31 * time.Second).Unix()})), ErrExpired},
+		{"no exp", rs.token(t, nil, f.claims(map[string]any{"exp": nil})), ErrNoExpiry},
+		{"exp not a number", rs.token(t, nil, f.claims(map[string]any{"exp": "tomorrow"})), ErrNoExpiry},
+		{"nbf in the future", rs.token(t, nil, f.claims(map[string]any{"nbf": f.now.Add(time.Minute).Unix()})), ErrNotYetValid},
+		{"iat in the future", rs.token(t, nil, f.claims(map[string]any{"iat": f.now.Add(time.Minute).Unix()})), ErrNotYetValid},
+		{"typ of an ID token's cousin", rs.token(t, map[string]any{"typ": "dpop+jwt"}, f.claims(nil)), ErrType},
+		{"unknown kid", newRSA(t, "k9").token(t, nil, f.claims(nil)), ErrUnknownKey},
+		{"payload not an object", rs.token(t, nil, nil), ErrMalformed},
+		{"two parts", parts[0] + "." + parts[1], ErrMalformed},
+		{"garbage", "not-a-jwt", ErrMalformed},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := f.verify(t, c.tok)
+			if !errors.Is(err, ErrTokenInvalid) || !errors.Is(err, c.reason) {
+				t.Fatalf("err = %v, want a refusal for %v", err, c.reason)
+			}
+			if strings.Contains(err.Error(), c.tok) || strings.Contains(err.Error(), parts[2]) {
+				t.Errorf("error %q holds the token", err)
+			}
+		})
+	}
+	accepted := []struct {
+		name string
+		tok  string
+	}{
+		{"good", good},
+		{"expired within the skew", rs.token(t, nil, f.claims(map[string]any{"exp": f.now.Add(-29 * time.Second).Unix()}))},
+		{"nbf within the skew", rs.token(t, nil, f.claims(map[string]any{"nbf": f.now.Add(29 * time.Second).Unix()}))},
+		{"aud array holding ours", rs.token(t, nil, f.claims(map[string]any{"aud": []string{"x", "urn:other"}}))},
+		{"typ JWT", rs.token(t, map[string]any{"typ": "JWT"}, f.claims(nil))},
+		{"typ application/at+jwt", rs.token(t, map[string]any{"typ": "application/at+jwt"}, f.claims(nil))},
+		{"no typ", rs.token(t, map[string]any{"typ": nil}, f.claims(nil))},
+		{"no kid", signer{"", "RS256", rs.key}.token(t, nil, f.claims(nil))},
+		{"fractional exp", rs.token(t, nil, f.claims(map[string]any{"exp": float64(f.now.Add(time.Hour).Unix()) + 0.5}))},
+	}
+	for _, c := range accepted {
+		t.Run(c.name, func(t *testing.T) {
+			if _, err := f.verify(t, c.tok); err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+		})
+	}
+}
+
+func TestAlgorithmAllowList(t *testing.T) {
+	es := newEC(t, "ec")
+	f := setup(t, Config{Algorithms: []string{"RS256"}}, es)
+	_, err := f.verify(t, es.token(t, nil, f.claims(nil)))
+	if !errors.Is(err, ErrAlgorithm) {
+		t.Fatalf("ES256 with an RS256-only allow-list: %v", err)
+	}
+	for _, bad := range []string{"none", "HS256", "RS1"} {
+		if _, err := New(Config{Issuer: "https://idp.example", Algorithms: []string{bad}}); err == nil {
+			t.Errorf("New accepted algorithm %q", bad)
+		}
+	}
+}
+
+func TestIssuedRoutesOnlyThisIssuersJWS(t *testing.T) {
+	rs := newRSA(t, "k1")
+	f := setup(t, Config{}, rs)
+	for tok, want := range map[string]bool{
+		rs.token(t, nil, f.claims(nil)):                                    true,
+		rs.token(t, nil, f.claims(map[string]any{"iss": "https://other"})): false,
+		rs.token(t, nil, f.claims(map[string]any{"iss": nil})):             false,
+		"opaque-token-abcdef":                                              false,
+		"a.b.c":                                                            false,
+		b64json(t, map[string]any{}) + "." + b64json(t, f.claims(nil)) + ".x.y": false,
+	} {
+		if got := f.v.Issued(tok); got != want {
+			t.Errorf("Issued(%.40q) = %v, want %v", tok, got, want)
+		}
+	}
+}
+
+func TestKeyRotation(t *testing.T) {
+	old, next := newRSA(t, "2026-01"), newEC(t, "2026-02")
+	f := setup(t, Config{}, old)
+	if _, err := f.verify(t, old.token(t, nil, f.claims(nil))); err != nil {
+		t.Fatal(err)
+	}
+	f.idp.setKeys(old, next)
+	f.clk.add(minRefetch) // a kid seen sooner after a fetch is refused: see TestForgedKidFloodIsRateLimited
+	if _, err := f.verify(t, next.token(t, nil, f.claims(nil))); err != nil {
+		t.Fatalf("token signed with a rotated-in key: %v", err)
+	}
+	if got := f.v.Fetches(); got != 2 {
+		t.Errorf("%d fetches, want 2 (first use, then the new kid)", got)
+	}
+}
+
+func TestStartPrimesKeysInBackground(t *testing.T) {
+	rs := newRSA(t, "k1")
+	f := setup(t, Config{}, rs)
+	f.v.Start()
+	deadline := time.Now().Add(5 * time.Second)
+	for f.v.Fetches() == 0 || len(f.v.keys.current()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no keys 5 s after Start")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_, err, ok := f.v.VerifyHeld(rs.token(t, nil, f.claims(nil)))
+	if !ok || err != nil {
+		t.Fatalf("VerifyHeld after Start: ok=%v err=%v", ok, err)
+	}
+}
+
+func TestVerifyHeldNeverFetches(t *testing.T) {
+	rs := newRSA(t, "k1")
+	f := setup(t, Config{}, rs)
+	if _, _, ok := f.v.VerifyHeld(rs.token(t, nil, f.claims(nil))); ok {
+		t.Fatal("VerifyHeld answered with no keys held")
+	}
+	_, err, ok := f.v.VerifyHeld("garbage")
+	if !ok || !errors.Is(err, ErrMalformed) {
+		t.Fatalf("malformed token: ok=%v err=%v, want an answer without keys", ok, err)
+	}
+	if n := f.idp.jwksHits.Load(); n != 0 {
+		t.Errorf("VerifyHeld fetched keys %d times", n)
+	}
+}
+
+func TestKeysKeptWhileIdPDown(t *testing.T) {
+	rs := newRSA(t, "k1")
+	f := setup(t, Config{}, rs)
+	if _, err := f.verify(t, rs.token(t, nil, f.claims(nil))); err != nil {
+		t.Fatal(err)
+	}
+	f.idp.setDown(true)
+	f.clk.add(time.Minute)
+	// A forced refresh (the periodic one) fails; the held keys stay.
+	if err := f.v.keys.refresh(context.Background(), true); !errors.Is(err, ErrKeysUnavailable) {
+		t.Fatalf("refresh against a down IdP: %v", err)
+	}
+	f.now = f.clk.now()
+	if _, err := f.verify(t, rs.token(t, nil, f.claims(nil))); err != nil {
+		t.Fatalf("known key while the IdP is down: %v", err)
+	}
+	// An unknown kid while down is the IdP's failure, not the token's: it must not be cached as a refusal.
+	f.clk.add(time.Minute)
+	_, err := f.verify(t, newRSA(t, "k2").token(t, nil, f.claims(nil)))
+	if !errors.Is(err, ErrKeysUnavailable) || errors.Is(err, ErrTokenInvalid) {
+		t.Fatalf("unknown kid while the IdP is down: %v", err)
+	}
+}
+
+func TestNoKeysAtAllIsUnavailable(t *testing.T) {
+	rs := newRSA(t, "k1")
+	f := setup(t, Config{}, rs)
+	f.idp.setDown(true)
+	_, err := f.verify(t, rs.token(t, nil, f.claims(nil)))
+	if !errors.Is(err, ErrKeysUnavailable) || errors.Is(err, ErrTokenInvalid) {
+		t.Fatalf("err = %v, want ErrKeysUnavailable only", err)
+	}
+}
+
+func TestForgedKidFloodIsRateLimited(t *testing.T) {
+	rs := newRSA(t, "k1")
+	f := setup(t, Config{}, rs)
+	if _, err := f.verify(t, rs.token(t, nil, f.claims(nil))); err != nil {
+		t.Fatal(err)
+	}
+	forger := newRSA(t, "")
+	var wg sync.WaitGroup
+	var refused atomic.Int64
+	for i := range 1000 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tok := signer{fmt.Sprintf("forged-%d", i), "RS256", forger.key}.token(t, nil, f.claims(nil))
+			if _, err := f.verify(t, tok); errors.Is(err, ErrUnknownKey) {
+				refused.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if refused.Load() != 1000 {
+		t.Errorf("%d of 1000 forged kids refused as unknown", refused.Load())
+	}
+	// The first use fetched; the flood may add one more, because the clock has not moved.
+	if n := f.idp.jwksHits.Load(); n > 2 {
+		t.Errorf("1000 forged kids caused %d key set fetches in one instant, want at most 2", n)
+	}
+	// Once minRefetch has passed, a new kid may fetch again: once.
+	f.clk.add(minRefetch)
+	before := f.idp.jwksHits.Load()
+	for i := range 100 {
+		f.verify(t, signer{fmt.Sprintf("later-%d", i), "RS256", forger.key}.token(t, nil, f.claims(nil)))
+	}
+	if n := f.idp.jwksHits.Load() - before; n != 1 {
+		t.Errorf("100 forged kids after the interval caused %d fetches, want 1", n)
+	}
+}
+
+func TestDiscovery(t *testing.T) {
+	rs := newRSA(t, "k1")
+	t.Run("RFC 8414 fallback", func(t *testing.T) {
+		f := setup(t, Config{}, rs)
+		f.idp.oidc = false
+		if _, err := f.verify(t, rs.token(t, nil, f.claims(nil))); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("jwks_endpoint skips discovery", func(t *testing.T) {
+		p := newIdP(t, rs)
+		v, err := New(Config{Issuer: "https://issuer.example", JWKSURL: p.srv.URL + "/jwks", Timeout: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := map[string]any{"iss": "https://issuer.example", "exp": time.Now().Add(time.Hour).Unix()}
+		if _, err := v.Verify(context.Background(), rs.token(t, nil, c)); err != nil {
+			t.Fatal(err)
+		}
+		if p.docHits.Load() != 0 {
+			t.Error("discovery document fetched although jwks_endpoint is set")
+		}
+	})
+	t.Run("issuer mismatch in the document", func(t *testing.T) {
+		p := newIdP(t, rs)
+		iss := p.srv.URL + "/tenant" // the document says p.srv.URL
+		v, _ := New(Config{Issuer: iss, Timeout: time.Second})
+		c := map[string]any{"iss": iss, "exp": time.Now().Add(time.Hour).Unix()}
+		_, err := v.Verify(context.Background(), rs.token(t, nil, c))
+		if !errors.Is(err, ErrKeysUnavailable) || !strings.Contains(err.Error(), "is not jwt_issuer") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("paths", func(t *testing.T) {
+		got := discoveryURLs("https://idp.example/realms/iot/")
+		want := []string{
+			"https://idp.example/realms/iot/.well-known/openid-configuration",
+			"https://idp.example/.well-known/oauth-authorization-server/realms/iot",
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("discoveryURLs = %q, want %q", got, want)
+		}
+	})
+}
+
+func TestParseKeySetSkipsUnusableKeys(t *testing.T) {
+	rs := newRSA(t, "sig")
+	sig, _ := json.Marshal(rs.jwk())
+	enc, _ := json.Marshal(jose.JSONWebKey{Key: rs.key.Public(), KeyID: "enc", Use: "enc"})
+	body := fmt.Sprintf(`{"keys":[%s,%s,{"kty":"EC","crv":"secp256k1","kid":"k256","x":"AA","y":"AA"},{"kty":"oct","k":"c2VjcmV0"},{"kty":"RSA","kid":"hs","alg":"HS256","n":"AQAB","e":"AQAB"}]}`, sig, enc)
+	keys, err := parseKeySet([]byte(body), DefaultAlgorithms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 1 || keys[0].KeyID != "sig" {
+		t.Fatalf("kept %s, want only the signature key", kidList(keys))
+	}
+	if _, err := parseKeySet([]byte(`{"keys":[]}`), DefaultAlgorithms); err == nil {
+		t.Error("empty key set accepted")
+	}
+	if _, err := parseKeySet([]byte(`<html>`), DefaultAlgorithms); err == nil {
+		t.Error("HTML accepted as a key set")
+	}
+}
+
+func BenchmarkVerify(b *testing.B) {
+	for _, s := range []signer{newRSA(b, "rsa"), newEC(b, "ec"), newEd(b, "ed")} {
+		b.Run(s.alg, func(b *testing.B) {
+			p := &idp{oidc: true}
+			p.setKeys(s)
+			p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
+			defer p.srv.Close()
+			v, err := New(Config{Issuer: p.srv.URL, Timeout: time.Second})
+			if err != nil {
+				b.Fatal(err)
+			}
+			tok := s.token(b, nil, map[string]any{"iss": p.srv.URL, "sub": "d", "exp": time.Now().Add(time.Hour).Unix()})
+			if _, err := v.Verify(context.Background(), tok); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err, _ := v.VerifyHeld(tok); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// FuzzVerify feeds arbitrary tokens to a verifier that holds a key: nothing may panic, and nothing a
+// fuzzer makes up can carry a valid signature.
+func FuzzVerify(f *testing.F) {
+	rs := newRSA(f, "k1")
+	p := &idp{oidc: true}
+	p.setKeys(rs)
+	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
+	defer p.srv.Close()
+	v, err := New(Config{Issuer: p.srv.URL, Timeout: time.Second})
+	if err != nil {
+		f.Fatal(err)
+	}
+	good := rs.token(f, nil, map[string]any{"iss": p.srv.URL, "exp": time.Now().Add(time.Hour).Unix()})
+	if _, err := v.Verify(context.Background(), good); err != nil {
+		f.Fatal(err)
+	}
+	parts := strings.Split(good, ".")
+	f.Add(good[:len(good)-2])
+	f.Add(parts[0] + "." + parts[1] + ".")
+	f.Add(b64json(f, map[string]any{"alg": "none"}) + "." + parts[1] + ".")
+	f.Add("a.b.c")
+	f.Fuzz(func(t *testing.T, tok string) {
+		if strings.HasPrefix(tok, parts[0]+"."+parts[1]+".") {
+			return // the signed input of the good token: other spellings of its signature may decode alike
+		}
+		_ = v.Issued(tok)
+		if _, err, ok := v.VerifyHeld(tok); ok && err == nil {
+			t.Fatalf("accepted a made-up token %q", tok)
+		}
+	})
+}
