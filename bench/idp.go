@@ -33,7 +33,8 @@ const (
 // fakeIdP is an in-process RFC 7662 introspection endpoint over plain HTTP on 127.0.0.1. Running it
 // in-process keeps the IdP's cost constant and tiny, so the rows measure the broker and the plugin.
 type fakeIdP struct {
-	URL      string
+	URL      string     // the introspection endpoint
+	JWT      *jwtIssuer // signs the JWT rows' tokens; its issuer is this server's root URL
 	srv      *http.Server
 	requests atomic.Int64
 	delayNs  atomic.Int64 // added to every answer
@@ -42,15 +43,23 @@ type fakeIdP struct {
 	seen map[string]bool // slowLaterPrefix tokens already answered once
 }
 
-// startIdP listens on a free 127.0.0.1 port and serves /introspect until Close.
+// startIdP listens on a free 127.0.0.1 port and serves /introspect, and discovery and the JWT key set,
+// until Close.
 func startIdP() (*fakeIdP, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("fake IdP listen: %w", err)
 	}
-	i := &fakeIdP{URL: "http://" + l.Addr().String() + "/introspect", seen: map[string]bool{}}
+	root := "http://" + l.Addr().String()
+	jwt, err := newJWTIssuer(root)
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	i := &fakeIdP{URL: root + "/introspect", JWT: jwt, seen: map[string]bool{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /introspect", i.introspect)
+	jwt.register(mux, func() { i.requests.Add(1) })
 	i.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := i.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -71,7 +80,7 @@ func (i *fakeIdP) Close() {
 // SetDelay makes every later answer wait d first (the 5 ms row).
 func (i *fakeIdP) SetDelay(d time.Duration) { i.delayNs.Store(int64(d)) }
 
-// Requests returns how many introspection requests have arrived so far.
+// Requests returns how many requests (introspection, discovery, key set) have arrived so far.
 func (i *fakeIdP) Requests() int64 { return i.requests.Load() }
 
 // introspect answers every correctly authenticated request with an active token valid for an hour,

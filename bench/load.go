@@ -17,22 +17,23 @@ const opTimeout = 10 * time.Second
 // maxOpsPerWorker bounds each worker's loop in count as well as in time.
 const maxOpsPerWorker = 5_000_000
 
-// credentials returns the username and password for one connect. It is called from every worker at
-// once, so it must be safe for concurrent use.
-type credentials func() (username, password string)
+// credentials returns the username and password for one connect; ok is false when a finite source
+// (pre-signed JWTs) has run out, which ends the row early rather than reusing a token. It is called from
+// every worker at once, so it must be safe for concurrent use.
+type credentials func() (username, password string, ok bool)
 
 // fixedCredentials is a credentials source that always returns the same pair.
 func fixedCredentials(user, pass string) credentials {
-	return func() (string, string) { return user, pass }
+	return func() (string, string, bool) { return user, pass, true }
 }
 
 // freshTokens returns a new 32-byte random base64url token per connect, like an opaque token from an
 // IdP, so no cache can answer for it.
 func freshTokens() credentials {
-	return func() (string, string) {
+	return func() (string, string, bool) {
 		var b [32]byte
 		_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux
-		return "bench", base64.RawURLEncoding.EncodeToString(b[:])
+		return "bench", base64.RawURLEncoding.EncodeToString(b[:]), true
 	}
 }
 
@@ -42,6 +43,7 @@ type connectCounts struct {
 	Elapsed             time.Duration
 	FirstErr            error
 	RefusedCode         byte // one of the refusal return codes, to print
+	Exhausted           bool // the credentials ran out before duration passed
 }
 
 // connectLoad runs `workers` goroutines that connect, check the CONNACK and disconnect until duration
@@ -50,6 +52,7 @@ func connectLoad(ctx context.Context, addr string, workers int, duration time.Du
 	var ok, refused, errs atomic.Int64
 	var lastCode atomic.Uint32
 	var once sync.Once
+	var exhausted atomic.Bool
 	var res connectCounts
 	end := time.Now().Add(duration)
 	start := time.Now()
@@ -57,7 +60,11 @@ func connectLoad(ctx context.Context, addr string, workers int, duration time.Du
 	for w := range workers {
 		wg.Go(func() {
 			for n := 0; n < maxOpsPerWorker && time.Now().Before(end) && ctx.Err() == nil; n++ {
-				user, pass := creds()
+				user, pass, more := creds()
+				if !more {
+					exhausted.Store(true)
+					break
+				}
 				code, err := connectOnce(addr, fmt.Sprintf("bench-%d-%d", w, n), user, pass)
 				switch {
 				case err != nil:
@@ -77,6 +84,7 @@ func connectLoad(ctx context.Context, addr string, workers int, duration time.Du
 	res.OK, res.Refused, res.Errors = ok.Load(), refused.Load(), errs.Load()
 	res.RefusedCode = byte(lastCode.Load())
 	res.Elapsed = time.Since(start)
+	res.Exhausted = exhausted.Load()
 	return res
 }
 

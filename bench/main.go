@@ -120,7 +120,11 @@ func run() error {
 			break
 		}
 		fmt.Fprintf(os.Stderr, "running: %s\n", r.name)
-		results = append(results, env.runRow(ctx, r))
+		res := env.runRow(ctx, r)
+		if len(results) == 0 && res.elapsed > 0 {
+			env.ceiling = float64(res.ops) / res.elapsed.Seconds()
+		}
+		results = append(results, res)
 	}
 	printTable(os.Stdout, results)
 	fmt.Printf("\ntotal run time %.1fs\n", time.Since(start).Seconds())

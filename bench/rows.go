@@ -22,6 +22,8 @@ type env struct {
 	tmp  string
 	idp  *fakeIdP
 	hz   int
+	// ceiling is the no-plugin row's rate, once measured: it sizes the pools of pre-signed JWTs.
+	ceiling float64
 }
 
 // rowSpec is one configuration: the broker config lines it adds, and the load it runs.
@@ -64,6 +66,8 @@ func (e *env) rows() []rowSpec {
 			run: e.connectRow(fresh)},
 		{name: "plugin, fresh opaque token, IdP 5 ms", plugin: true, idpDelay: 5 * time.Millisecond,
 			conf: e.pluginConf, run: e.connectRow(fresh)},
+		{name: "plugin, fresh JWT RS256, local check", plugin: true, conf: e.jwtConf, run: e.jwtRow("RS256")},
+		{name: "plugin, fresh JWT ES256, local check", plugin: true, conf: e.jwtConf, run: e.jwtRow("ES256")},
 		// The same message exchange and extra connect without the plugin: what "no stall" looks like
 		// on this machine, for the two rows below to be read against.
 		{name: "stall baseline: no plugin", conf: constConf("allow_anonymous true\n"),
@@ -88,6 +92,29 @@ func (e *env) pluginConf() (string, error) {
 		e.opts.plugin, e.idp.URL, idpClientID, idpClientSecret), nil
 }
 
+// jwtConf adds local JWT verification, with discovery, to pluginConf. Opaque tokens would still go to
+// introspection; the JWT rows send none, so their IdP req column counts discovery and key set fetches
+// during the load (normally none: the plugin fetches the keys at start-up).
+func (e *env) jwtConf() (string, error) {
+	conf, err := e.pluginConf()
+	return conf + "plugin_opt_jwt_verification true\nplugin_opt_jwt_issuer " + e.idp.JWT.issuer + "\n", err
+}
+
+// jwtRow signs a distinct token per expected connect before the load starts (enough for 0.9 of the
+// ceiling's rate), then runs the connect load with them. A row that uses them all ends early and says
+// so, rather than sending a token twice (the second would be a cache hit).
+func (e *env) jwtRow(alg string) func(context.Context, *broker) rowResult {
+	return func(ctx context.Context, b *broker) rowResult {
+		n := int(0.9*e.ceiling*e.opts.duration.Seconds()) + 1000
+		fmt.Fprintf(os.Stderr, "  signing %d %s tokens first\n", n, alg)
+		tokens, err := e.idp.JWT.presign(alg, n)
+		if err != nil {
+			return rowResult{unit: "conn/s", errors: 1, detail: "signing tokens: " + err.Error()}
+		}
+		return e.connectRow(tokenPool(tokens))(ctx, b)
+	}
+}
+
 // passwordFileConf hashes the row's single user with mosquitto_passwd -b, as an operator would.
 func (e *env) passwordFileConf() (string, error) {
 	path := filepath.Join(e.tmp, "passwd")
@@ -110,6 +137,9 @@ func (e *env) connectRow(creds credentials) func(context.Context, *broker) rowRe
 		var notes []string
 		if c.Refused > 0 {
 			notes = append(notes, fmt.Sprintf("refused with CONNACK code %d", c.RefusedCode))
+		}
+		if c.Exhausted {
+			notes = append(notes, fmt.Sprintf("ended after %.1fs: every pre-signed token used", c.Elapsed.Seconds()))
 		}
 		if c.FirstErr != nil {
 			notes = append(notes, "first error: "+c.FirstErr.Error())

@@ -153,6 +153,11 @@ func parsePlaceholder(text, name string) (segment, error) {
 	return seg, nil
 }
 
+// ValidatePath reports whether path is a claim path that %%claim:PATH%%
+// accepts, so that other options naming a claim (such as the acl package's)
+// follow the same rules and read the same claim. See validatePath.
+func ValidatePath(path string) error { return validatePath(path) }
+
 // validatePath accepts gjson paths made of plain keys and array indices
 // separated by dots, with "\" escaping the next character. It rejects the rest
 // of the gjson syntax — modifiers (@), literals (!), array counts and queries

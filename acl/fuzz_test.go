@@ -1,0 +1,237 @@
+package acl
+
+import (
+	"strings"
+	"testing"
+)
+
+// FuzzMatch checks the laws that tie Match, Covers and overlaps together:
+// covering is sound (whatever the requested filter matches, the covering one
+// does) and complete (when it is false, a topic proves it), and overlapping
+// means exactly that a common topic exists.
+func FuzzMatch(f *testing.F) {
+	for _, s := range [][3]string{
+		{"a/#", "a/+/c", "a/b/c"},
+		{"+/#", "#", "x"},
+		{"#", "$SYS/#", "$SYS/x"},
+		{"a/+/#", "a/#", "a"},
+		{"/+", "+/+", "/finance"},
+		{"secret/#", "+/x", "secret/x"},
+		{"a//b", "a/+/b", "a//b"},
+		{"$share/g/a", "a", "a"},
+		{"+", "/#", "/"},
+		{"/+/#", "/#", "/x"},
+	} {
+		f.Add(s[0], s[1], s[2])
+	}
+	f.Fuzz(func(t *testing.T, a, b, topic string) {
+		mb, ma := Match(b, topic), Match(a, topic)
+		if !ValidFilter(a) || !ValidFilter(b) {
+			if Covers(a, b) {
+				t.Fatalf("Covers(%q, %q) with an invalid filter", a, b)
+			}
+			return
+		}
+		if !Covers(a, a) || !overlaps(a, a) {
+			t.Fatalf("%q does not cover or overlap itself", a)
+		}
+		if !strings.ContainsAny(a, "+#") && ValidTopic(topic) && ma != (a == topic) {
+			t.Fatalf("Match(%q, %q) = %v for a filter without wildcards", a, topic, ma)
+		}
+		pa, pb := literalPrefix(a), literalPrefix(b)
+		if ma && !strings.HasPrefix(topic, pa) {
+			t.Fatalf("Match(%q, %q) but the topic does not start with %q", a, topic, pa)
+		}
+		ov := overlaps(a, b)
+		if ov != overlaps(b, a) {
+			t.Fatalf("overlaps(%q, %q) is not symmetric", a, b)
+		}
+		if ma && mb && !ov {
+			t.Fatalf("%q and %q both match %q but do not overlap", a, b, topic)
+		}
+		if ov && !strings.HasPrefix(pa, pb) && !strings.HasPrefix(pb, pa) {
+			t.Fatalf("overlaps(%q, %q) but neither prefix %q, %q starts the other", a, b, pa, pb)
+		}
+		if ov {
+			if w := commonTopic(a, b); !Match(a, w) || !Match(b, w) {
+				t.Fatalf("overlaps(%q, %q) but the witness %q is not matched by both", a, b, w)
+			}
+		}
+		c := Covers(a, b)
+		if c && !ov {
+			t.Fatalf("Covers(%q, %q) without overlapping", a, b)
+		}
+		if c && !strings.HasPrefix(pb, pa) {
+			t.Fatalf("Covers(%q, %q) but %q does not start with %q", a, b, pb, pa)
+		}
+		if c && mb && !ma {
+			t.Fatalf("Covers(%q, %q) but only the latter matches %q", a, b, topic)
+		}
+		if !c && !hasCounterexample(a, b) {
+			t.Fatalf("Covers(%q, %q) = false but every topic %q matches, %q does too", a, b, b, a)
+		}
+	})
+}
+
+// commonTopic returns a topic that both valid filters a and b match, when
+// they overlap.
+func commonTopic(a, b string) string {
+	a, b = nonEmpty(a), nonEmpty(b)
+	var levels []string
+	for {
+		al, arest, amore := strings.Cut(a, "/")
+		bl, brest, bmore := strings.Cut(b, "/")
+		switch {
+		case al == "#":
+			return joinTopic(append(levels, instantiate(b, "x", 0)...))
+		case bl == "#":
+			return joinTopic(append(levels, instantiate(a, "x", 0)...))
+		case al != "+":
+			levels = append(levels, al)
+		case bl != "+":
+			levels = append(levels, bl)
+		default:
+			levels = append(levels, "x")
+		}
+		if !amore || !bmore {
+			return joinTopic(levels)
+		}
+		a, b = arest, brest
+	}
+}
+
+// instantiate returns the levels of a topic that filter f matches, with tok
+// for each "+" and extra levels of tok for a final "#".
+func instantiate(f, tok string, extra int) []string {
+	var levels []string
+	for _, l := range strings.Split(f, "/") {
+		switch l {
+		case "+":
+			levels = append(levels, tok)
+		case "#":
+			for range extra {
+				levels = append(levels, tok)
+			}
+		default:
+			levels = append(levels, l)
+		}
+	}
+	return levels
+}
+
+// joinTopic joins levels, giving "x" for none: a topic has at least one level.
+func joinTopic(levels []string) string {
+	if len(levels) == 0 {
+		return "x"
+	}
+	return strings.Join(levels, "/")
+}
+
+// hasCounterexample reports whether some topic matched by b is not matched
+// by a. It tries b with every "+" replaced by a token absent from a, and its
+// "#" replaced by zero to two such levels: a literal of a then never matches
+// a wildcard of b, and the lengths straddle any fixed length of a.
+func hasCounterexample(a, b string) bool {
+	tok := "z"
+	for strings.Contains(a, tok) {
+		tok += "z"
+	}
+	for extra := range 3 {
+		t := joinTopic(instantiate(b, tok, extra))
+		if Match(b, t) && !Match(a, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// FuzzParseRule checks that parsing never panics, that a parsed rule prints
+// in a form that parses back to itself, and that its topic is a valid filter.
+func FuzzParseRule(f *testing.F) {
+	for _, s := range []string{
+		"allow all tenants/%u/#",
+		"deny publish a/%c/b when x=y",
+		"allow subscribe %%claim:a\\.b%%/+ when urn:zitadel:iam:org:project:roles=admin",
+		"allow all %%oidc-username%%x%%oidc-sub%%",
+		`allow all # when a\=b=c`,
+		"allow all %%%u%%",
+		"deny all a/#/b",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		var ph placeholders
+		r, err := parseRule(line, &ph)
+		if err != nil {
+			return
+		}
+		s := r.String()
+		r2, err := parseRule(s, &placeholders{})
+		if err != nil {
+			t.Fatalf("%q parsed, but its form %q does not: %v", line, s, err)
+		}
+		if s2 := r2.String(); s2 != s {
+			t.Fatalf("%q prints as %q, which prints as %q", line, s, s2)
+		}
+		if !ValidFilter(r.topic.probe()) {
+			t.Fatalf("%q has the invalid filter %q", line, r.topic.probe())
+		}
+	})
+}
+
+// FuzzCompile feeds arbitrary claims, usernames and client ids through every
+// source and checks that nothing panics, that granted filters are valid, that
+// a substituted value is always safe, and that UNSUBSCRIBE stays allowed.
+func FuzzCompile(f *testing.F) {
+	f.Add([]byte(`{"t": ["a/${username}/#", "eq b/#"], "acl": [{"permission": "deny", "action": "all", "topic": "a/${clientid}", "qos": "0,1"}], "org": "o", "r": {"admin": {}}}`), "alice", "c1", "a/alice/x")
+	f.Add([]byte(`{"acl": {"pub": ["x/${clientid}"], "sub": ["#"]}}`), "a/b", "#", "$SYS/x")
+	f.Add([]byte(`[]`), "", "", "")
+	rules := []string{
+		"allow all u/%u/#",
+		"deny publish c/%c",
+		"allow all o/%%claim:org%%/%%zitadel-role%%",
+		"allow subscribe admin/# when r=admin",
+	}
+	all, err := NewPolicy(Options{TopicsClaim: "t", ACLClaim: "acl", Rules: rules})
+	if err != nil {
+		f.Fatal(err)
+	}
+	// Alone, the rules' grants can be traced back to the rule they come from.
+	ruled, err := NewPolicy(Options{Rules: rules})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, claims []byte, username, clientID, topic string) {
+		if g, err := ruled.Compile(claims, username, clientID); err == nil {
+			for _, gr := range g.publish.allow {
+				if strings.HasPrefix(gr.filter, "u/") && (gr.filter != "u/"+username+"/#" || !safeValue(username)) {
+					t.Fatalf("username %q gave the grant %q", username, gr.filter)
+				}
+			}
+			for _, gr := range g.publish.deny {
+				if gr.filter != "c/"+clientID && (gr.filter != "c/+" || safeValue(clientID)) {
+					t.Fatalf("client id %q gave the deny %q", clientID, gr.filter)
+				}
+			}
+		}
+		g, err := all.Compile(claims, username, clientID)
+		if err != nil {
+			return
+		}
+		for _, l := range []grantList{g.publish, g.subscribe} {
+			for _, gr := range append(l.allow, l.deny...) {
+				if !ValidFilter(gr.filter) {
+					t.Fatalf("invalid filter %q granted", gr.filter)
+				}
+			}
+		}
+		for _, a := range []Access{Read, Write, Subscribe} {
+			for qos := range byte(4) {
+				g.Check(a, topic, qos, qos%2 == 0)
+			}
+		}
+		if g.Check(Unsubscribe, topic, 0, false) != Allow {
+			t.Fatal("UNSUBSCRIBE refused")
+		}
+	})
+}

@@ -1,0 +1,210 @@
+package acl
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseRule(t *testing.T) {
+	tests := []struct {
+		line string
+		want string // canonical form; empty when the line is invalid
+		err  string // part of the error, when invalid
+	}{
+		{line: "allow all a/b", want: "allow all a/b"},
+		{line: "  deny \t publish   x/#  ", want: "deny publish x/#"},
+		{line: "allow subscribe +/status", want: "allow subscribe +/status"},
+		{line: "allow all tenants/%u/#", want: "allow all tenants/%u/#"},
+		{line: "allow publish devices/%c/up", want: "allow publish devices/%c/up"},
+		{line: "allow all dev-%c/%u", want: "allow all dev-%c/%u"},
+		{line: "allow all orgs/%%claim:org%%/#", want: "allow all orgs/%%claim:org%%/#"},
+		{line: "allow all r/%%claim:https://example\\.com/tenant%%/#", want: "allow all r/%%claim:https://example\\.com/tenant%%/#"},
+		{line: "allow all u/%%oidc-username%%/%%oidc-sub%%/%%oidc-email%%/%%zitadel-role%%", want: "allow all u/%%oidc-username%%/%%oidc-sub%%/%%oidc-email%%/%%zitadel-role%%"},
+		{line: "allow all 100%/x", want: "allow all 100%/x"}, // a lone % is literal
+		{line: "allow all $SYS/#", want: "allow all $SYS/#"},
+		{line: "allow all # when admin", want: "allow all # when admin"},
+		{line: "allow all # when urn:zitadel:iam:org:project:roles=admin", want: "allow all # when urn:zitadel:iam:org:project:roles=admin"},
+		{line: `allow all # when a\=b=c=d`, want: `allow all # when a\=b=c=d`},
+		{line: "allow all # when realm_access.roles=mqtt", want: "allow all # when realm_access.roles=mqtt"},
+
+		{line: "", err: "want allow|deny"},
+		{line: "allow all", err: "want allow|deny"},
+		{line: "allow all a b", err: "want allow|deny"},
+		{line: "allow all a if x", err: "want allow|deny"},
+		{line: "allow all a when", err: "want allow|deny"},
+		{line: "allow all a when x y", err: "want allow|deny"},
+		{line: "permit all a", err: `first word "permit"`},
+		{line: "Allow all a", err: `first word "Allow"`},
+		{line: "allow readwrite a", err: `second word "readwrite"`},
+		{line: "allow pub a", err: `second word "pub"`},
+		{line: "allow all a/#/b", err: "not a valid MQTT topic filter"},
+		{line: "allow all a+", err: "not a valid MQTT topic filter"},
+		{line: "allow all %u#", err: "not a valid MQTT topic filter"},
+		{line: "allow all +%c", err: "not a valid MQTT topic filter"},
+		{line: "allow all #/%u", err: "not a valid MQTT topic filter"},
+		{line: "allow all a\x00", err: "not a valid MQTT topic filter"},
+		{line: "allow subscribe $share/g/a", err: "$share"},
+		{line: "allow all %%oidc-name%%", err: "unknown placeholder"},
+		{line: "allow all %%claim:%%", err: "empty path"},
+		{line: "allow all %%claim:a.*%%", err: "not allowed"},
+		{line: "allow all a/%%oidc-sub", err: "unterminated placeholder"},
+		{line: "allow all # when a.", err: "ends with a dot"},
+		{line: "allow all # when a=", err: `nothing after "="`},
+		{line: "allow all # when =x", err: "empty path"},
+		{line: "allow all # when roles.#", err: "not allowed"},
+		{line: "allow all # when a|b", err: "not allowed"},
+	}
+	for _, tt := range tests {
+		var ph placeholders
+		r, err := parseRule(tt.line, &ph)
+		if tt.want == "" {
+			if err == nil {
+				t.Errorf("parseRule(%q) = %q, want an error", tt.line, r.String())
+			} else if !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("parseRule(%q) error %q, want it to contain %q", tt.line, err, tt.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("parseRule(%q): %v", tt.line, err)
+			continue
+		}
+		if got := r.String(); got != tt.want {
+			t.Errorf("parseRule(%q).String() = %q, want %q", tt.line, got, tt.want)
+		}
+	}
+}
+
+func TestNewPolicyErrors(t *testing.T) {
+	_, err := NewPolicy(Options{
+		Rules:       []string{"allow all ok/#", "allow all a/#/b", "grant all x", "deny all # when a..b"},
+		TopicsClaim: "mqtt.topics.#",
+		ACLClaim:    "acl",
+	})
+	if err == nil {
+		t.Fatal("NewPolicy accepted bad rules")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		`acl: rule "allow all a/#/b": topic "a/#/b"`,
+		`acl: rule "grant all x": first word "grant"`,
+		`acl: rule "deny all # when a..b": when "a..b"`,
+		`acl: topics claim path "mqtt.topics.#"`,
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q does not name %q", msg, want)
+		}
+	}
+	if strings.Contains(msg, "ok/#") {
+		t.Errorf("error %q names a good rule", msg)
+	}
+}
+
+func TestEnabled(t *testing.T) {
+	for _, tt := range []struct {
+		o    Options
+		want bool
+	}{
+		{Options{}, false},
+		{Options{Rules: []string{}}, false},
+		{Options{Rules: []string{"allow all #"}}, true},
+		{Options{TopicsClaim: "topics"}, true},
+		{Options{ACLClaim: "acl"}, true},
+	} {
+		p, err := NewPolicy(tt.o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.Enabled(); got != tt.want {
+			t.Errorf("NewPolicy(%+v).Enabled() = %v, want %v", tt.o, got, tt.want)
+		}
+	}
+}
+
+// conditionClaims exercises every kind of claim value a condition can test.
+const conditionClaims = `{
+	"yes": true, "no": false, "nothing": null,
+	"one": 1, "zero": 0, "negzero": -0, "fzero": 0.0, "half": 0.5, "big": 1e3,
+	"str": "x", "empty": "", "falsestr": "false",
+	"list": ["a", 2, true], "emptylist": [],
+	"obj": {"k": 1}, "emptyobj": {},
+	"urn:zitadel:iam:org:project:roles": {"admin": {"123": "org.example"}, "reader": {}},
+	"realm_access": {"roles": ["mqtt", "offline_access"]},
+	"a=b": "eq", "first.last": "dot",
+	"nested": [["deep"]], "objs": [{"a": 1}]
+}`
+
+func TestCondition(t *testing.T) {
+	tests := []struct {
+		cond string
+		want bool
+	}{
+		// Truthiness.
+		{"yes", true},
+		{"no", false},
+		{"nothing", false},
+		{"missing", false},
+		{"one", true},
+		{"zero", false},
+		{"negzero", false},
+		{"fzero", false},
+		{"half", true},
+		{"big", true},
+		{"str", true},
+		{"empty", false},
+		{"falsestr", true}, // a non-empty string, whatever it says
+		{"list", true},
+		{"emptylist", false},
+		{"obj", true},
+		{"emptyobj", false},
+		{"realm_access.roles.1", true},
+		{"realm_access.roles.2", false},
+		{`first\.last`, true},
+		{"first.last", false},
+
+		// Equality with a scalar.
+		{"str=x", true},
+		{"str=y", false},
+		{"one=1", true},
+		{"big=1e3", true}, // numbers compare as written
+		{"big=1000", false},
+		{"yes=true", true},
+		{"no=false", true},
+		{"no=true", false},
+		{"nothing=null", false},
+		{"missing=x", false},
+		{"falsestr=false", true},
+		{`a\=b=eq`, true},
+
+		// Arrays hold the value.
+		{"list=a", true},
+		{"list=2", true},
+		{"list=true", true},
+		{"list=b", false},
+		{"emptylist=a", false},
+		{"realm_access.roles=mqtt", true},
+		{"realm_access.roles=admin", false},
+		{"nested=deep", false},
+		{"objs=a", false},
+
+		// Objects have the key.
+		{"urn:zitadel:iam:org:project:roles=admin", true},
+		{"urn:zitadel:iam:org:project:roles=reader", true},
+		{"urn:zitadel:iam:org:project:roles=writer", false},
+		{"urn:zitadel:iam:org:project:roles=123", false}, // not a key at the top
+		{"urn:zitadel:iam:org:project:roles.admin", true},
+		{"obj=k", true},
+		{"obj=1", false},
+		{"emptyobj=k", false},
+	}
+	for _, tt := range tests {
+		c, err := parseCondition(tt.cond)
+		if err != nil {
+			t.Errorf("parseCondition(%q): %v", tt.cond, err)
+			continue
+		}
+		if got := c.holds(conditionClaims); got != tt.want {
+			t.Errorf("when %s = %v, want %v", tt.cond, got, tt.want)
+		}
+	}
+}
