@@ -53,11 +53,17 @@
 //
 // A SUBSCRIBE is allowed only when an allow filter covers the requested
 // filter, that is matches every topic it can match: "users/alice/#" does not
-// grant "users/#". It is refused when a deny filter overlaps it, that is when
-// the two could match a common topic: "deny subscribe secret/#" refuses "#"
-// and "+/x", not only "secret/#". Refusing the subscription outright is the
-// safe choice; deliveries are checked against the deny anyway, topic by topic.
-// A "$share/GROUP/" prefix is removed before matching.
+// grant "users/#". It is refused when a deny filter covers it in the same
+// way: "deny subscribe secret/#" refuses "secret/#", "secret/x" and
+// "secret/+/y", since such a subscription could never receive anything. A
+// deny that only overlaps the requested filter does not refuse it: "#" and
+// "+/x" are not refused for that deny, and their deliveries of secret/...
+// topics are denied one by one, because Mosquitto checks every delivery
+// (retained messages included) with access Read. Refusing partially
+// overlapping subscriptions added no safety and broke the common pattern of
+// an allowed tree with a denied subtree: with "allow all users/%u/#" and
+// "deny all users/%u/secret/#", alice could not subscribe to
+// "users/alice/#". A "$share/GROUP/" prefix is removed before matching.
 //
 // UNSUBSCRIBE is always allowed.
 //

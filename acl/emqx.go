@@ -53,9 +53,15 @@ import (
 //
 //   - Rules are not first-match in order: a matching deny beats any allow, in
 //     the claim, in acl_topics_claim and in acl_rule alike.
-//   - A subscription is refused when a deny filter overlaps it (EMQX only
-//     refuses when the deny filter matches the requested filter itself), and
-//     allowed only when an allow filter covers it.
+//   - A subscription is allowed only when an allow filter covers it, that is
+//     matches every topic it can match (EMQX matches the requested filter
+//     against the allow filter as if it were a topic name).
+//   - A deny refuses a subscription when the deny filter covers it, close to
+//     EMQX, which refuses when the deny filter matches the requested filter.
+//     A deny that only overlaps it ("deny secret/#" against "#") does not
+//     refuse it, in EMQX either, but unlike EMQX every delivery through the
+//     subscription is checked, so the deny still keeps its topics from the
+//     subscriber.
 //   - When nothing matches, EMQX denies for the object format and passes on to
 //     its other sources for the array format. Here both give NoMatch, and the
 //     plugin's acl_no_match decides.

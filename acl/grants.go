@@ -53,14 +53,15 @@ type Grants struct {
 // message's retain flag.
 //
 // A matching deny beats any allow. For Subscribe, an allow must cover the
-// whole requested filter, and a deny refuses it as soon as the two filters
-// could match a common topic. Read is the delivery of a message that the
-// session subscribed to: it is decided as a Subscribe to the concrete topic at
-// the most favourable QoS, because QoS conditions are about the subscription,
-// which was checked when it was made, and the broker passes the message's QoS,
-// not the subscription's; an EMQX "eq" deny, which refuses one exact
-// subscription filter, does not apply to Read. Retain conditions only apply
-// to Write, as in EMQX.
+// whole requested filter, and a deny refuses it only when it covers the whole
+// requested filter too: a deny that merely overlaps a subscription does not
+// refuse it, and the denied part of what it matches is refused at Read. Read
+// is the delivery of a message that the session subscribed to: it is decided
+// as a Subscribe to the concrete topic at the most favourable QoS, because
+// QoS conditions are about the subscription, which was checked when it was
+// made, and the broker passes the message's QoS, not the subscription's; an
+// EMQX "eq" deny, which refuses one exact subscription filter, does not apply
+// to Read. Retain conditions only apply to Write, as in EMQX.
 //
 // Unsubscribe is always allowed, even for a nil *Grants. Anything else is
 // denied for a nil *Grants, an empty topic, a QoS above 2, an unknown access
@@ -115,35 +116,25 @@ func (l *grantList) checkSubscribe(req string, qos uint8) Verdict {
 	}
 	p := literalPrefix(f)
 	for i := range l.deny {
-		if l.deny[i].deniesSubscribe(f, p, qos) {
+		if l.deny[i].coversSubscribe(f, p, qos) {
 			return Deny
 		}
 	}
 	for i := range l.allow {
-		if l.allow[i].allowsSubscribe(f, p, qos) {
+		if l.allow[i].coversSubscribe(f, p, qos) {
 			return Allow
 		}
 	}
 	return NoMatch
 }
 
-// deniesSubscribe reports whether the deny g refuses a subscription to the
-// filter f, whose literal prefix is p: whether they could match a common
-// topic, or for an "eq" deny whether f is its filter.
-func (g *grant) deniesSubscribe(f, p string, qos uint8) bool {
-	switch {
-	case g.qos&qos == 0:
-		return false
-	case g.exact:
-		return g.filter == f
-	}
-	return (strings.HasPrefix(p, g.prefix) || strings.HasPrefix(g.prefix, p)) && overlaps(g.filter, f)
-}
-
-// allowsSubscribe reports whether the allow g grants a subscription to the
-// filter f, whose literal prefix is p: whether g covers f, or for an "eq"
-// allow whether f is its filter.
-func (g *grant) allowsSubscribe(f, p string, qos uint8) bool {
+// coversSubscribe reports whether g applies to a subscription to the filter
+// f, whose literal prefix is p, at the requested QoS: whether g covers f, or
+// for an "eq" grant whether f is its filter. It decides denies and allows
+// alike. A deny that covers f leaves the subscription nothing it could ever
+// deliver, so it is refused outright; a deny that only overlaps f does not
+// refuse it, and checkRead enforces it on every delivery.
+func (g *grant) coversSubscribe(f, p string, qos uint8) bool {
 	switch {
 	case g.qos&qos == 0:
 		return false

@@ -64,18 +64,24 @@ func TestRules(t *testing.T) {
 		{access: Read, topic: "down/dev1/cfg", want: Allow},
 		{access: Write, topic: "down/dev1/cfg", want: NoMatch}, // subscribe only
 
-		// Deny beats allow, and refuses overlapping subscriptions.
+		// Deny beats allow. It refuses the subscriptions it covers; those it
+		// only overlaps are allowed, and their deliveries checked one by one.
 		{access: Write, topic: "shared/x", want: Allow},
 		{access: Write, topic: "shared/secret", want: Deny},
 		{access: Write, topic: "shared/secret/a/b", want: Deny},
 		{access: Read, topic: "shared/secret/a", want: Deny},
+		{access: Read, topic: "shared/secret", want: Deny},
+		{access: Read, topic: "shared/x", want: Allow},
 		{access: Subscribe, topic: "shared/x/#", want: Allow},
-		{access: Subscribe, topic: "shared/#", want: Deny},
-		{access: Subscribe, topic: "shared/+", want: Deny},
-		{access: Subscribe, topic: "shared/+/a", want: Deny},
-		{access: Subscribe, topic: "#", want: Deny},
-		{access: Subscribe, topic: "+/x", want: NoMatch}, // no overlap with shared/secret/#
+		{access: Subscribe, topic: "shared/#", want: Allow},
+		{access: Subscribe, topic: "shared/+", want: Allow},
+		{access: Subscribe, topic: "shared/+/a", want: Allow},
+		{access: Subscribe, topic: "#", want: NoMatch}, // overlaps the deny, not covered by an allow
+		{access: Subscribe, topic: "+/x", want: NoMatch},
 		{access: Subscribe, topic: "shared/secret", want: Deny},
+		{access: Subscribe, topic: "shared/secret/#", want: Deny},
+		{access: Subscribe, topic: "shared/secret/+/a", want: Deny},
+		{access: Subscribe, topic: "shared/secret/a", want: Deny},
 
 		// $SYS is only reached by filters naming it.
 		{access: Subscribe, topic: "$SYS/broker/uptime", want: Allow},
@@ -84,7 +90,8 @@ func TestRules(t *testing.T) {
 
 		// Shared subscriptions are checked on their filter.
 		{access: Subscribe, topic: "$share/g/down/dev1/#", want: Allow},
-		{access: Subscribe, topic: "$share/g/shared/#", want: Deny},
+		{access: Subscribe, topic: "$share/g/shared/#", want: Allow},
+		{access: Subscribe, topic: "$share/g/shared/secret/#", want: Deny},
 		{access: Subscribe, topic: "$share/g/other", want: NoMatch},
 		{access: Subscribe, topic: "$share/g", want: Deny},
 		{access: Subscribe, topic: "$share/+/down/dev1", want: Deny},
@@ -100,6 +107,44 @@ func TestRules(t *testing.T) {
 		{access: Unsubscribe, topic: "anything/#", want: Allow},
 		{access: Unsubscribe, topic: "shared/secret", want: Allow},
 	})
+}
+
+// TestAllowTreeDenySubtree is the common pattern that refusing every
+// subscription a deny overlaps made unusable: a user's tree is allowed except
+// for a subtree. The tree stays subscribable, shared or not; the deny refuses
+// subscriptions inside the subtree and every delivery from it.
+func TestAllowTreeDenySubtree(t *testing.T) {
+	sessions := map[string]*Grants{
+		"acl_rule": compile(t, Options{Rules: []string{
+			"allow all users/%u/#",
+			"deny all users/%u/secret/#",
+		}}, `{}`, "alice", "c1"),
+		"acl_claim": compile(t, Options{ACLClaim: "acl"}, `{"acl": [
+			{"permission": "allow", "action": "all", "topic": "users/${username}/#"},
+			{"permission": "deny", "action": "all", "topic": "users/${username}/secret/#"}
+		]}`, "alice", "c1"),
+	}
+	for name, g := range sessions {
+		t.Run(name, func(t *testing.T) {
+			checkAll(t, g, []req{
+				{access: Subscribe, topic: "users/alice/#", want: Allow},
+				{access: Subscribe, topic: "$share/g/users/alice/#", want: Allow},
+				{access: Subscribe, topic: "users/alice/+", want: Allow},
+				{access: Subscribe, topic: "users/alice/+/x", want: Allow},
+				{access: Subscribe, topic: "users/alice/secret/#", want: Deny},
+				{access: Subscribe, topic: "users/alice/secret/x", want: Deny},
+				{access: Subscribe, topic: "users/alice/secret", want: Deny}, // "#" matches its parent
+				{access: Subscribe, topic: "$share/g/users/alice/secret/#", want: Deny},
+				{access: Subscribe, topic: "users/#", want: NoMatch},
+				{access: Read, topic: "users/alice/secret/x", want: Deny},
+				{access: Read, topic: "users/alice/secret", want: Deny},
+				{access: Read, topic: "users/alice/x", want: Allow},
+				{access: Read, topic: "users/alice/secrets", want: Allow},
+				{access: Write, topic: "users/alice/secret/x", want: Deny},
+				{access: Write, topic: "users/alice/x", want: Allow},
+			})
+		})
+	}
 }
 
 func TestNilGrants(t *testing.T) {
@@ -201,7 +246,10 @@ func TestDenyWidening(t *testing.T) {
 		{access: Write, topic: "devices/anyone/config", want: Deny},
 		{access: Write, topic: "devices/a/state", want: Allow},
 		{access: Write, topic: "blocked/s1-x/y", want: Deny},
-		{access: Subscribe, topic: "blocked/#", want: Deny},
+		{access: Subscribe, topic: "blocked/any/#", want: Deny}, // the deny widened to blocked/+/#
+		{access: Subscribe, topic: "blocked/#", want: Allow},    // it only overlaps blocked/#...
+		{access: Read, topic: "blocked/s2-x/y", want: Deny},     // ...whose deliveries below it are denied
+		{access: Read, topic: "blocked", want: Allow},
 	})
 	g = compile(t, o, `{"site": "s1"}`, "u", "dev1")
 	checkAll(t, g, []req{
@@ -261,7 +309,8 @@ func TestTopicsClaim(t *testing.T) {
 	]}}`, "alice", "c1")
 	checkAll(t, g, []req{
 		{access: Write, topic: "sensors/a", want: Allow},
-		{access: Subscribe, topic: "sensors/#", want: Deny}, // overlaps the deny
+		{access: Subscribe, topic: "sensors/#", want: Allow}, // only overlaps the deny
+		{access: Subscribe, topic: "sensors/secret", want: Deny},
 		{access: Subscribe, topic: "sensors/+/x", want: Allow},
 		{access: Read, topic: "sensors/secret", want: Deny},
 		{access: Write, topic: "users/alice/x", want: Allow},

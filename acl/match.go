@@ -112,42 +112,12 @@ func covers(allowed, req string) bool {
 	}
 }
 
-// overlaps reports whether some topic name is matched by both filters a and b
-// (both valid). A deny filter that overlaps a requested subscription refuses
-// it: otherwise "deny secret/#" would not stop a subscription to "#".
-func overlaps(a, b string) bool {
-	a, b = nonEmpty(a), nonEmpty(b)
-	if (dollar(a) && wildFirst(b)) || (dollar(b) && wildFirst(a)) {
-		return false
-	}
-	for {
-		al, arest, amore := strings.Cut(a, "/")
-		bl, brest, bmore := strings.Cut(b, "/")
-		if al == "#" || bl == "#" {
-			return true
-		}
-		if al != "+" && bl != "+" && al != bl {
-			return false
-		}
-		switch {
-		case !amore && !bmore:
-			return true
-		case !amore:
-			return brest == "#"
-		case !bmore:
-			return arest == "#"
-		}
-		a, b = arest, brest
-	}
-}
-
 // literalPrefix returns the text that every topic matched by the valid filter
 // f starts with: its levels up to the first wildcard, with the "/" before a
 // "+" (which needs a level) but not before a "#" (which also matches the
-// parent). A filter that a topic matches has a prefix of the topic; one that
-// covers another has a prefix of the other's; two that overlap have prefixes
-// of which one starts the other. Checks use it to rule most filters out with a
-// single comparison.
+// parent). A filter that a topic matches has a prefix of the topic, and one
+// that covers another has a prefix of the other's. Checks use it to rule most
+// filters out with a single comparison.
 func literalPrefix(f string) string {
 	f = nonEmpty(f) // "/#" only matches topics starting with "/"
 	for i := 0; ; {
@@ -167,8 +137,8 @@ func literalPrefix(f string) string {
 // nonEmpty rewrites the two filters in which "#" can match its parent level
 // only as the empty topic, which MQTT forbids: for real topics "#" matches
 // what "+/#" does (every topic has a first level) and "/#" what "/+/#" does.
-// covers and overlaps walk levels and would otherwise count the empty topic:
-// they would refuse to let "+/#" cover "#", and find that "+" and "/#" overlap.
+// covers walks levels and would otherwise count the empty topic: it would
+// refuse to let "+/#" cover "#", and "/+/#" cover "/#".
 func nonEmpty(f string) string {
 	switch f {
 	case "#":

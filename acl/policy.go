@@ -67,6 +67,18 @@ func NewPolicy(o Options) (*Policy, error) {
 	return p, nil
 }
 
+// String describes the policy for the plugin's start-up line: how many rules, and which claims it reads.
+func (p *Policy) String() string {
+	s := fmt.Sprintf("%d rules", len(p.rules))
+	if p.topicsClaim != "" {
+		s += fmt.Sprintf(", topics claim %q", p.topicsClaim)
+	}
+	if p.aclClaim != "" {
+		s += fmt.Sprintf(", EMQX ACL claim %q", p.aclClaim)
+	}
+	return s
+}
+
 // Enabled reports whether any ACL option is set. When none is, the plugin
 // leaves ACL checks to the broker.
 func (p *Policy) Enabled() bool {
