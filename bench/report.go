@@ -17,8 +17,23 @@ func printTable(w io.Writer, results []rowResult) {
 	if len(results) > 0 && results[0].failed == "" {
 		base = results[0].rate()
 	}
+	rates := make(map[string]float64, len(results))
+	for _, r := range results {
+		if r.failed == "" {
+			rates[r.name] = r.rate()
+		}
+	}
 	cells := [][]string{tableHeader}
 	for _, r := range results {
+		if r.ratioTo != "" {
+			r.comparableToBase = true
+			base := rates[r.ratioTo]
+			if v := rates[r.vsToo]; v > 0 {
+				r.detail = strings.TrimPrefix(r.detail+fmt.Sprintf("; %.2fx of acl_file", r.rate()/v), "; ")
+			}
+			cells = append(cells, r.cells(base))
+			continue
+		}
 		cells = append(cells, r.cells(base))
 	}
 	writeAligned(w, cells)

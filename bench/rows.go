@@ -49,6 +49,9 @@ type rowResult struct {
 	detail           string
 	failed           string // the broker did not start or died: the numbers are not a measurement
 	comparableToBase bool   // a connect row, comparable to the no-plugin row
+	// ratioTo names the row a message row's ratio divides by (its no-ACL row); vsToo names a row whose
+	// ratio the detail column adds (acl_file, for the plugin's message rows).
+	ratioTo, vsToo string
 }
 
 // rows lists the table's rows in order; the first is the baseline the ratios divide by.
@@ -68,6 +71,12 @@ func (e *env) rows() []rowSpec {
 			conf: e.pluginConf, run: e.connectRow(fresh)},
 		{name: "plugin, fresh JWT RS256, local check", plugin: true, conf: e.jwtConf, run: e.jwtRow("RS256")},
 		{name: "plugin, fresh JWT ES256, local check", plugin: true, conf: e.jwtConf, run: e.jwtRow("ES256")},
+		e.messageRow(1, "no ACL", false, constConf("allow_anonymous true\n")),
+		e.messageRow(1, "acl_file %u pattern", false, e.aclFileConf),
+		e.messageRow(1, "plugin claim rules", true, e.aclPluginConf),
+		e.messageRow(10, "no ACL", false, constConf("allow_anonymous true\n")),
+		e.messageRow(10, "acl_file %u pattern", false, e.aclFileConf),
+		e.messageRow(10, "plugin claim rules", true, e.aclPluginConf),
 		// The same message exchange and extra connect without the plugin: what "no stall" looks like
 		// on this machine, for the two rows below to be read against.
 		{name: "stall baseline: no plugin", conf: constConf("allow_anonymous true\n"),
@@ -113,6 +122,56 @@ func (e *env) jwtRow(alg string) func(context.Context, *broker) rowResult {
 		}
 		return e.connectRow(tokenPool(tokens))(ctx, b)
 	}
+}
+
+// aclFileConf is Mosquitto's own acl_file for the message rows: the device writes under its name, the
+// dashboards read the tenant's tree. Clients give a username and no password (allow_anonymous true).
+func (e *env) aclFileConf() (string, error) {
+	path := filepath.Join(e.tmp, "acl")
+	acl := "pattern write tenants/" + msgTenant + "/%u/#\npattern read tenants/" + msgTenant + "/#\n"
+	if err := os.WriteFile(path, []byte(acl), 0o600); err != nil {
+		return "", fmt.Errorf("write acl_file: %w", err)
+	}
+	return "allow_anonymous true\nacl_file " + path + "\n", nil
+}
+
+// aclPluginConf is the same policy as aclFileConf in the plugin's claim rules, the tenant coming from
+// the token (the fake IdP's answers carry "tenant": "acme").
+func (e *env) aclPluginConf() (string, error) {
+	conf, err := e.pluginConf()
+	return conf + "plugin_opt_acl_rule allow publish tenants/%%claim:tenant%%/%u/#\n" +
+		"plugin_opt_acl_rule allow subscribe tenants/%%claim:tenant%%/#\n", err
+}
+
+// messageRow is a message row: one publisher, fanout subscribers, under the ACL that conf sets up.
+// With the plugin every client sends the same token (one introspection, then the cache), so the row
+// measures ACL checks, not authentication.
+func (e *env) messageRow(fanout int, what string, plugin bool, conf func() (string, error)) rowSpec {
+	prefix := fmt.Sprintf("messages 1→%d: ", fanout)
+	token := ""
+	if plugin {
+		token = randomToken("acl-")
+	}
+	spec := rowSpec{name: prefix + what, plugin: plugin, conf: conf}
+	spec.run = func(_ context.Context, b *broker) rowResult {
+		users := func(role string, n int) (string, string) {
+			if role == "pub" {
+				return msgPubUser, token
+			}
+			return fmt.Sprintf("dashboard-%d", n), token
+		}
+		m := messageLoad(b.Addr, fanout, e.opts.duration, users)
+		r := rowResult{unit: "msg/s", ops: m.Delivered, elapsed: m.Elapsed, ratioTo: prefix + "no ACL"}
+		if plugin {
+			r.vsToo = prefix + "acl_file %u pattern"
+		}
+		if m.Err != nil {
+			r.errors = 1
+			r.detail = "error: " + m.Err.Error()
+		}
+		return r
+	}
+	return spec
 }
 
 // passwordFileConf hashes the row's single user with mosquitto_passwd -b, as an operator would.

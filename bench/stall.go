@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -105,26 +104,8 @@ func connectAccepted(addr, clientID, token string) (*mqttConn, error) {
 // subscribe connects the measuring subscriber and waits for its SUBACK, so no message published
 // afterwards can be missed.
 func subscribe(addr, token string) (*mqttConn, error) {
-	c, err := connectAccepted(addr, "stall-sub", token)
+	c, err := subscribeAs(addr, "stall-sub", "bench", token, stallTopic)
 	if err != nil {
-		return nil, err
-	}
-	_ = c.SetDeadline(time.Now().Add(opTimeout))
-	if _, err := c.Write(encodeSubscribe(1, stallTopic, 0)); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("write SUBSCRIBE: %w", err)
-	}
-	first, body, err := readPacket(c.r)
-	switch {
-	case err != nil:
-		err = fmt.Errorf("read SUBACK: %w", err)
-	case first != pktSuback || len(body) != 3:
-		err = fmt.Errorf("%w: expected SUBACK, got type %#x with %d bytes", errMalformed, first, len(body))
-	case body[2] == 0x80:
-		err = errors.New("subscription refused (SUBACK 0x80)")
-	}
-	if err != nil {
-		c.Close()
 		return nil, err
 	}
 	_ = c.SetDeadline(time.Time{})
