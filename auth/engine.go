@@ -6,6 +6,7 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -51,11 +52,13 @@ type Request struct {
 }
 
 // Decision is the engine's answer. When Rename is set the broker must give the client Username before
-// it runs any ACL check, so acl_file %u patterns see the new name.
+// it runs any ACL check, so acl_file %u patterns see the new name. Session is set for an accepted client
+// when the plugin authorizes topics (acl_* options): the plugin keeps it for the client's ACL checks.
 type Decision struct {
 	Result   Result
 	Rename   bool
 	Username string
+	Session  *Session
 }
 
 // Verifier checks an access token and returns its claims. introspect.Client is the one in use; tests
@@ -247,10 +250,14 @@ func (e *Engine) renamedBy(req Request) bool {
 	return hit && vd.valid && vd.renameErr == "" && vd.newName == req.Username
 }
 
-// render applies the templates that need claims, once per verified token.
+// render applies the templates that need claims, once per verified token, and keeps the claims when
+// ACL rules will need them at each CONNECT.
 func (e *Engine) render(claims []byte) verdict {
 	var vd verdict
 	c := e.cfg
+	if c.ACL != nil {
+		vd.claims = bytes.Clone(claims)
+	}
 	if c.UsernameValidation && c.ValidationTemplate.HasPlaceholders() {
 		name, err := c.ValidationTemplate.Render(claims)
 		if err != nil {
@@ -290,6 +297,17 @@ func (e *Engine) decide(req Request, vd verdict) Decision {
 			return e.refuse(req, c.ReplacementError, "username_replacement_template: "+vd.renameErr)
 		}
 		d.Rename, d.Username = true, vd.newName
+	}
+	if c.ACL != nil {
+		name := req.Username
+		if d.Rename {
+			name = d.Username
+		}
+		grants, err := c.ACL.Compile(vd.claims, name, req.ClientID)
+		if err != nil {
+			return e.refuse(req, c.TokenVerificationError, err.Error())
+		}
+		d.Session = &Session{grants: grants, expiry: vd.expiry}
 	}
 	return d
 }

@@ -17,11 +17,13 @@ import (
 // the claims nor a JSON parse, and an entry stays small (100 000 of them fit in a few tens of MiB).
 type verdict struct {
 	valid     bool
-	reason    string // why the token was refused
-	validName string // username_validation_template rendered, when it has placeholders
-	validErr  string // why it could not be rendered
-	newName   string // username_replacement_template rendered
-	renameErr string // why it could not be rendered or was refused
+	reason    string    // why the token was refused
+	validName string    // username_validation_template rendered, when it has placeholders
+	validErr  string    // why it could not be rendered
+	newName   string    // username_replacement_template rendered
+	renameErr string    // why it could not be rendered or was refused
+	claims    []byte    // the token's claims, kept only for ACL rules
+	expiry    time.Time // the token's exp; zero when it has none
 }
 
 // errBreakerOpen is answered without asking the IdP while the circuit breaker is open.
@@ -143,7 +145,7 @@ func (v *verifier) record(k cache.Key, res introspect.Result, err error) (verdic
 		return vd, nil
 	}
 	vd := v.render(res.Claims)
-	vd.valid = true
+	vd.valid, vd.expiry = true, res.Expiry
 	if v.ttl > 0 {
 		until := now.Add(v.ttl)
 		if !res.Expiry.IsZero() && res.Expiry.Before(until) {

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/acl"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/introspect"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/jwt"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/template"
@@ -77,6 +78,9 @@ type Config struct {
 	JWTAudiences    []string
 	JWTAlgorithms   []string
 	JWTClockSkew    time.Duration
+
+	ACL        *acl.Policy // nil unless an acl_* option is set
+	ACLNoMatch Policy      // what a check no rule applies to gets
 }
 
 // Introspection reports whether tokens that are not JWTs of jwt_issuer go to an introspection endpoint.
@@ -129,7 +133,14 @@ var options = []struct{ key, help string }{
 	{"jwt_audience", "space-separated audiences; the token's aud must hold one (default: aud not checked)"},
 	{"jwt_algorithms", "space-separated JWS algorithms allowed (default RS256 RS384 RS512 ES256 ES384 ES512 PS256 PS384 PS512 EdDSA)"},
 	{"jwt_clock_skew", "seconds of leeway on exp, nbf and iat (default 30)"},
+	{"acl_rule", "allow|deny publish|subscribe|all TOPIC [when CLAIM[=VALUE]]; repeatable (default: none)"},
+	{"acl_topics_claim", "claim (path) listing topic filters the client may publish and subscribe to (default: none)"},
+	{"acl_claim", "claim (path) holding an ACL in EMQX's format (default: none)"},
+	{"acl_no_match", "deny or defer (default deny) when no ACL rule applies"},
 }
+
+// repeatable options may be given more than once; their values are kept in order.
+var repeatable = map[string]bool{"acl_rule": true}
 
 // Keys returns the names of every known option, in documentation order, with their help text.
 func Keys() [][2]string {
@@ -152,16 +163,21 @@ func known(key string) bool {
 // Parse validates the options of one plugin instance and reads client_secret_file if one is named.
 func Parse(opts []Option) (*Config, error) {
 	values := make(map[string]string, len(opts))
+	lists := make(map[string][]string)
 	for _, o := range opts {
 		if !known(o.Key) {
 			return nil, &OptionError{o.Key, errors.New("unknown option")}
+		}
+		if repeatable[o.Key] {
+			lists[o.Key] = append(lists[o.Key], strings.TrimSpace(o.Value))
+			continue
 		}
 		if _, dup := values[o.Key]; dup {
 			return nil, &OptionError{o.Key, errors.New("given more than once")}
 		}
 		values[o.Key] = strings.TrimSpace(o.Value)
 	}
-	p := parser{values: values}
+	p := parser{values: values, lists: lists}
 	c := &Config{
 		IntrospectionEndpoint:  p.str("introspection_endpoint"),
 		ClientID:               p.str("client_id"),
@@ -182,6 +198,8 @@ func Parse(opts []Option) (*Config, error) {
 		BreakerCooldown:        p.seconds("circuit_breaker_cooldown", DefaultBreakerCooldown, false, time.Hour),
 	}
 	c.AuthMethod = p.authMethod("introspection_auth_method")
+	c.ACLNoMatch = p.policy("acl_no_match", Deny)
+	p.acl(c)
 	c.ValidationTemplate = p.template("username_validation_template", c.UsernameValidation, "username_validation")
 	c.ReplacementTemplate = p.template("username_replacement_template", c.UsernameReplacement, "username_replacement")
 	p.jwt(c)
@@ -206,6 +224,7 @@ func Parse(opts []Option) (*Config, error) {
 // of fields rather than a ladder of if-err checks.
 type parser struct {
 	values map[string]string
+	lists  map[string][]string // repeatable options
 	err    error
 }
 
@@ -364,6 +383,35 @@ func (p *parser) jwt(c *Config) {
 	c.JWTClockSkew = p.seconds("jwt_clock_skew", jwt.DefaultClockSkew, true, 5*time.Minute)
 }
 
+// acl parses the ACL options into a policy. The error of a bad rule names the option and quotes the
+// rule, so the operator finds the line.
+func (p *parser) acl(c *Config) {
+	o := acl.Options{Rules: p.lists["acl_rule"], TopicsClaim: p.str("acl_topics_claim"), ACLClaim: p.str("acl_claim")}
+	for _, r := range o.Rules {
+		if r == "" {
+			p.fail("acl_rule", "empty")
+			return
+		}
+	}
+	if len(o.Rules) == 0 && o.TopicsClaim == "" && o.ACLClaim == "" {
+		if _, ok := p.values["acl_no_match"]; ok {
+			p.fail("acl_no_match", "set but no acl_rule, acl_topics_claim or acl_claim is")
+		}
+		return
+	}
+	for key, path := range map[string]string{"acl_topics_claim": o.TopicsClaim, "acl_claim": o.ACLClaim} {
+		if err := template.ValidatePath(path); path != "" && err != nil {
+			p.fail(key, "%v", err)
+		}
+	}
+	pol, err := acl.NewPolicy(o) // the paths are valid now: an error is about a rule
+	if err != nil {
+		p.fail("acl_rule", "%v", err)
+		return
+	}
+	c.ACL = pol
+}
+
 // url checks that an optional option holds an absolute http(s) URL.
 func (p *parser) url(key string) {
 	v := p.values[key]
@@ -438,6 +486,9 @@ func (c *Config) Summary() string {
 		fmt.Fprintf(&b, " username_replacement=%q on_error=%s", c.ReplacementTemplate, c.ReplacementError)
 	}
 	fmt.Fprintf(&b, " token_verification_error=%s", c.TokenVerificationError)
+	if c.ACL != nil {
+		fmt.Fprintf(&b, " acl=(%s) acl_no_match=%s", c.ACL, c.ACLNoMatch)
+	}
 	fmt.Fprintf(&b, " cache_ttl=%gs cache_max_entries=%d negative_cache_ttl=%gs circuit_breaker_failures=%d circuit_breaker_cooldown=%gs",
 		c.CacheTTL.Seconds(), c.CacheMaxEntries, c.NegativeCacheTTL.Seconds(), c.BreakerFailures, c.BreakerCooldown.Seconds())
 	return b.String()

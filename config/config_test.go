@@ -81,7 +81,15 @@ func TestValues(t *testing.T) {
 				c.JWTClockSkew == 30*time.Second && len(c.JWTAlgorithms) == 10 && len(c.JWTAudiences) == 0
 		}},
 		{"jwt and introspection", with(Option{"jwt_verification", "true"}, Option{"jwt_issuer", "https://idp.example/"}),
-			func(c *Config) bool { return c.JWTVerification && c.Introspection() && c.JWTIssuer == "https://idp.example/" }},
+			func(c *Config) bool {
+				return c.JWTVerification && c.Introspection() && c.JWTIssuer == "https://idp.example/"
+			}},
+		{"acl rules repeat", with(Option{"acl_rule", "allow all users/%u/#"}, Option{"acl_rule", "deny publish users/%u/admin"},
+			Option{"acl_topics_claim", "topics"}, Option{"acl_no_match", "defer"}),
+			func(c *Config) bool {
+				return c.ACL != nil && c.ACL.String() == `2 rules, topics claim "topics"` && c.ACLNoMatch == Defer
+			}},
+		{"no acl", base, func(c *Config) bool { return c.ACL == nil && c.ACLNoMatch == Deny }},
 		{"jwt options", jwtOnly(Option{"jwt_audience", " urn:mqtt  urn:iot "}, Option{"jwt_algorithms", "ES256 EdDSA"},
 			Option{"jwt_clock_skew", "0"}, Option{"jwks_endpoint", "https://idp.example/keys"}),
 			func(c *Config) bool {
@@ -140,6 +148,13 @@ func TestErrorsNameTheOption(t *testing.T) {
 		{"huge skew", jwtOnly(Option{"jwt_clock_skew", "3600"}), "jwt_clock_skew"},
 		{"client id without endpoint", jwtOnly(Option{"client_id", "broker"}), "client_id"},
 		{"neither jwt nor introspection", []Option{{"timeout", "1"}}, "introspection_endpoint"},
+		{"bad acl rule", with(Option{"acl_rule", "allow all users/%u/#"}, Option{"acl_rule", "permit all x"}), "acl_rule"},
+		{"acl wildcard inside a level", with(Option{"acl_rule", "allow all a/#/b"}), "acl_rule"},
+		{"empty acl rule", with(Option{"acl_rule", ""}), "acl_rule"},
+		{"bad topics claim path", with(Option{"acl_topics_claim", "topics.#"}), "acl_topics_claim"},
+		{"bad acl claim path", with(Option{"acl_claim", "a|b"}), "acl_claim"},
+		{"acl_no_match alone", with(Option{"acl_no_match", "defer"}), "acl_no_match"},
+		{"bad acl_no_match", with(Option{"acl_claim", "acl"}, Option{"acl_no_match", "allow"}), "acl_no_match"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

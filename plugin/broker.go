@@ -9,6 +9,7 @@ import "C"
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/auth"
@@ -20,6 +21,17 @@ import (
 type logQueue struct {
 	mu    sync.Mutex
 	lines []logEntry
+	due   tickDue // set for each line, so the next tick flushes it
+}
+
+// tickDue points at the instance's tick_due flag in C memory (see plugin.c): setting it makes the next
+// tick call goTick. A nil tickDue does nothing.
+type tickDue struct{ p *C.int }
+
+func (d tickDue) set() {
+	if d.p != nil {
+		atomic.StoreInt32((*int32)(unsafe.Pointer(d.p)), 1)
+	}
 }
 
 type logEntry struct {
@@ -31,6 +43,7 @@ func (q *logQueue) Log(level auth.Level, msg string) {
 	q.mu.Lock()
 	q.lines = append(q.lines, logEntry{level, msg})
 	q.mu.Unlock()
+	q.due.set()
 }
 
 // flush writes the queued lines; call it only on the broker thread.

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "shim.h"
 #include "_cgo_export.h"
@@ -17,6 +18,11 @@ struct instance {
 	mosquitto_plugin_id_t *id;
 	uintptr_t handle; // cgo.Handle of the Go instance
 	int connect_registered;
+	int acl_registered;
+	// tick_due is set by Go (atomically) when the next tick has work: queued log lines, delayed answers,
+	// kicks. A tick without work does not enter Go: under load the broker ticks once per turn of its
+	// loop, and a cgo call each time cost more than the plugin's ACL checks.
+	int tick_due;
 };
 
 // Mosquitto 2.1's delayed-auth calls, resolved once at the first init: the same .so serves 2.0, which
@@ -66,6 +72,27 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	return goBasicAuth(inst->handle, ed->client, ed->username, ed->password);
 }
 
+static int on_acl_check(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_acl_check *ed = event_data;
+	struct instance *inst = userdata;
+	(void)event;
+	if (ed->topic == NULL) {
+		return ed->access == MOSQ_ACL_UNSUBSCRIBE ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+	}
+	// The length is taken here so that Go can read the topic in place, without a copy per message.
+	return goACLCheck(inst->handle, ed->client, (char *)ed->topic, strlen(ed->topic), ed->access, ed->qos, ed->retain);
+}
+
+static int on_disconnect(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_disconnect *ed = event_data;
+	struct instance *inst = userdata;
+	(void)event;
+	goDisconnect(inst->handle, ed->client);
+	return MOSQ_ERR_SUCCESS;
+}
+
 static int on_connect(int event, void *event_data, void *userdata)
 {
 	struct oauth2_evt_connect *ed = event_data;
@@ -106,7 +133,10 @@ static int on_tick(int event, void *event_data, void *userdata)
 		signals_fixed = 1;
 	}
 	// 2.1 reads this field as next_ms, the longest it may wait before the next tick; 2.0 ignores it.
-	ed->next_ns = goTick(inst->handle);
+	ed->next_ns = 0;
+	if (__atomic_exchange_n(&inst->tick_due, 0, __ATOMIC_ACQ_REL)) {
+		ed->next_ns = goTick(inst->handle);
+	}
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -127,6 +157,10 @@ static void unregister_all(struct instance *inst)
 	if (inst->connect_registered) {
 		mosquitto_callback_unregister(inst->id, OAUTH2_EVT_CONNECT, on_connect, NULL);
 	}
+	if (inst->acl_registered) {
+		mosquitto_callback_unregister(inst->id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL);
+		mosquitto_callback_unregister(inst->id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL);
+	}
 }
 
 int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, struct mosquitto_opt *opts, int opt_count)
@@ -137,7 +171,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 	}
 	inst->id = identifier;
 	int delay = oauth2_delay_available();
-	int rc = goPluginInit(opts, opt_count, delay, &inst->handle);
+	int acl = 0;
+	int rc = goPluginInit(opts, opt_count, delay, &inst->handle, &acl, &inst->tick_due);
 	if (rc != MOSQ_ERR_SUCCESS) {
 		free(inst);
 		return rc;
@@ -152,6 +187,17 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 		// 2.1 only: where a delayed check renames the client (see goConnect).
 		rc = mosquitto_callback_register(identifier, OAUTH2_EVT_CONNECT, on_connect, NULL, inst);
 		inst->connect_registered = rc == MOSQ_ERR_SUCCESS;
+	}
+	if (rc == MOSQ_ERR_SUCCESS && acl) {
+		// Only with acl_* options: users of acl_file or dynamic security pay nothing per message.
+		rc = mosquitto_callback_register(identifier, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL, inst);
+		if (rc == MOSQ_ERR_SUCCESS) {
+			rc = mosquitto_callback_register(identifier, MOSQ_EVT_DISCONNECT, on_disconnect, NULL, inst);
+			if (rc != MOSQ_ERR_SUCCESS) {
+				mosquitto_callback_unregister(identifier, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL);
+			}
+		}
+		inst->acl_registered = rc == MOSQ_ERR_SUCCESS;
 	}
 	if (rc != MOSQ_ERR_SUCCESS) {
 		oauth2_log(MOSQ_LOG_ERR, "could not register callbacks (is the plugin loaded twice for the same listener?)");

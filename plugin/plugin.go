@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/acl"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/auth"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/config"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/doorbell"
@@ -40,13 +41,20 @@ type instance struct {
 	log    *logQueue
 	// delay: checks that miss the cache run in the background and are completed in TICK (2.1).
 	delay bool
-	// renames holds the usernames of delayed checks between mosquitto_complete_basic_auth and the
-	// CONNECT event it fires, keyed by client id; only the broker thread touches it.
-	renames    map[string]string
+	// accepted holds the answers of delayed checks between mosquitto_complete_basic_auth and the
+	// CONNECT event it fires, keyed by client id, for the username and ACL session they carry; only the
+	// broker thread touches it.
+	accepted   map[string]auth.Decision
 	completion []auth.Completion
+	// sessions are the ACL sessions of the clients this instance admitted, by client pointer (a client
+	// id can be taken over; the pointer is this connection's). Broker thread only. Empty without acl_*
+	// options.
+	sessions map[*C.struct_mosquitto]*auth.Session
 	// kicks are clients to disconnect at the next tick: kicking from inside the CONNECT event would
 	// pull the client out from under the broker while it is still setting it up.
 	kicks []string
+	// due makes the next tick call goTick; set whenever work for it is queued.
+	due tickDue
 	// bell wakes the broker when a delayed answer is ready (see package doorbell). It is made on the
 	// broker thread at the first delayed check, once a listener port is known, and read by goroutines.
 	bell atomic.Pointer[doorbell.Bell]
@@ -54,6 +62,7 @@ type instance struct {
 
 // ring wakes the broker to collect a delayed answer; it runs on the goroutine that produced it.
 func (inst *instance) ring() {
+	inst.due.set()
 	if b := inst.bell.Load(); b != nil {
 		b.Ring()
 	}
@@ -78,7 +87,7 @@ func (inst *instance) ensureBell(client *C.struct_mosquitto) {
 }
 
 //export goPluginInit
-func goPluginInit(opts *C.struct_mosquitto_opt, count C.int, delayAvailable C.int, handle *C.uintptr_t) (rc C.int) {
+func goPluginInit(opts *C.struct_mosquitto_opt, count C.int, delayAvailable C.int, handle *C.uintptr_t, aclChecks *C.int, tickDueFlag *C.int) (rc C.int) {
 	defer recoverTo(&rc, C.MOSQ_ERR_UNKNOWN, "plugin init")
 	cfg, err := config.Parse(copyOptions(opts, count))
 	if err != nil {
@@ -88,13 +97,18 @@ func goPluginInit(opts *C.struct_mosquitto_opt, count C.int, delayAvailable C.in
 	// Delayed checks need the broker's delayed basic auth (2.1) and no defer policy after
 	// verification; otherwise checks run on the broker thread, on blocking sockets.
 	delay := delayAvailable != 0 && auth.CanDelay(cfg)
-	log := &logQueue{}
+	due := tickDue{tickDueFlag}
+	log := &logQueue{due: due}
 	engine, err := auth.New(cfg, log, !delay)
 	if err != nil {
 		logLine(auth.LevelError, "configuration error: "+err.Error())
 		return C.MOSQ_ERR_INVAL
 	}
-	inst := &instance{engine: engine, log: log, renames: make(map[string]string), delay: delay}
+	inst := &instance{engine: engine, log: log, delay: delay, due: due,
+		accepted: make(map[string]auth.Decision), sessions: make(map[*C.struct_mosquitto]*auth.Session)}
+	if engine.AuthorizesTopics() {
+		*aclChecks = 1
+	}
 	mode := "delayed checks on cache misses"
 	switch {
 	case delayAvailable == 0:
@@ -135,6 +149,9 @@ func goBasicAuth(handle C.uintptr_t, client *C.struct_mosquitto, username, passw
 		Password: goString(password),
 		Address:  goString(C.mosquitto_client_address(client)),
 	}
+	// This connection's previous answer, if any (Mosquitto's re-check on SIGHUP), no longer holds; and an
+	// address freed by an earlier client must not lend its session to this one.
+	delete(inst.sessions, client)
 	if b := inst.bell.Load(); b != nil && b.Matches(req.ClientID, req.Password, req.Address) {
 		return C.MOSQ_ERR_SUCCESS
 	}
@@ -177,6 +194,9 @@ func (inst *instance) answer(client *C.struct_mosquitto, clientID string, d auth
 			return C.MOSQ_ERR_AUTH
 		}
 	}
+	if d.Result == auth.Allow && d.Session != nil {
+		inst.sessions[client] = d.Session
+	}
 	switch d.Result {
 	case auth.Allow:
 		return C.MOSQ_ERR_SUCCESS
@@ -186,8 +206,9 @@ func (inst *instance) answer(client *C.struct_mosquitto, clientID string, d auth
 	return C.MOSQ_ERR_AUTH
 }
 
-// goTick runs on the broker thread: it completes delayed checks and writes queued log lines. It returns
-// next_ms for Mosquitto 2.1 (see tickNoMinimum).
+// goTick runs on the broker thread, on ticks after work was queued for it (tick_due, see plugin.c): it
+// completes delayed checks, kicks, and writes queued log lines. It returns next_ms for Mosquitto 2.1
+// (see tickNoMinimum).
 //
 //export goTick
 func goTick(handle C.uintptr_t) (next C.long) {
@@ -223,9 +244,9 @@ func (inst *instance) complete(c auth.Completion) {
 	rc := C.int(C.MOSQ_ERR_AUTH)
 	if c.Decision.Result == auth.Allow {
 		rc = C.MOSQ_ERR_SUCCESS
-		if c.Decision.Rename {
-			inst.renames[c.ClientID] = c.Decision.Username
-			defer delete(inst.renames, c.ClientID)
+		if c.Decision.Rename || c.Decision.Session != nil {
+			inst.accepted[c.ClientID] = c.Decision
+			defer delete(inst.accepted, c.ClientID)
 		}
 	}
 	id := C.CString(c.ClientID)
@@ -233,8 +254,9 @@ func (inst *instance) complete(c auth.Completion) {
 	C.oauth2_complete_basic_auth(id, rc)
 }
 
-// goConnect (Mosquitto 2.1) gives a client accepted by a delayed check the username its token renders.
-// If that fails the client is kicked: it must not stay connected under a name it chose itself.
+// goConnect (Mosquitto 2.1) gives a client accepted by a delayed check the username its token renders
+// and its ACL session. If the rename fails the client is kicked: it must not stay connected under a
+// name it chose itself.
 //
 //export goConnect
 func goConnect(handle C.uintptr_t, client *C.struct_mosquitto) {
@@ -242,14 +264,59 @@ func goConnect(handle C.uintptr_t, client *C.struct_mosquitto) {
 	inst := cgo.Handle(handle).Value().(*instance)
 	defer inst.log.flush()
 	id := goString(C.mosquitto_client_id(client))
-	name, ok := inst.renames[id]
+	d, ok := inst.accepted[id]
 	if !ok {
 		return
 	}
-	delete(inst.renames, id)
-	if err := setUsername(client, name); err != nil {
+	delete(inst.accepted, id)
+	if d.Session != nil {
+		inst.sessions[client] = d.Session
+	}
+	if !d.Rename {
+		return
+	}
+	if err := setUsername(client, d.Username); err != nil {
+		delete(inst.sessions, client)
 		inst.log.Log(auth.LevelError, fmt.Sprintf("client %q: %v; disconnecting it", id, err))
 		inst.kicks = append(inst.kicks, id)
+		inst.due.set()
+	}
+}
+
+// goACLCheck decides one ACL check from the client's session, in memory. It runs for every PUBLISH and
+// every delivery, so it reads the topic in place (topic and topicLen from the broker, valid during the
+// call) and allocates nothing. A panic denies, except for UNSUBSCRIBE, which must always succeed.
+//
+//export goACLCheck
+func goACLCheck(handle C.uintptr_t, client *C.struct_mosquitto, topic *C.char, topicLen C.size_t, access C.int, qos C.uint8_t, retain C.bool) (rc C.int) {
+	failRC := C.int(C.MOSQ_ERR_ACL_DENIED)
+	if access == C.MOSQ_ACL_UNSUBSCRIBE {
+		failRC = C.MOSQ_ERR_SUCCESS
+	}
+	defer recoverTo(&rc, failRC, "ACL check")
+	inst := cgo.Handle(handle).Value().(*instance)
+	t := unsafe.String((*byte)(unsafe.Pointer(topic)), int(topicLen))
+	switch inst.engine.Authorize(inst.sessions[client], acl.Access(access), t, byte(qos), bool(retain)) {
+	case auth.Allow:
+		return C.MOSQ_ERR_SUCCESS
+	case auth.Defer:
+		return C.MOSQ_ERR_PLUGIN_DEFER
+	}
+	return C.MOSQ_ERR_ACL_DENIED
+}
+
+// goDisconnect forgets the ACL session of a connection that ends for good. A persistent session
+// (clean session off) keeps it: the broker goes on queueing messages for the offline client and checks
+// each against it, until the token's exp. Mosquitto 2.1 fires DISCONNECT only for sessions that end; on
+// 2.0 it fires for all. A kept entry whose client is freed later is replaced when its address is reused,
+// since every new connection's BASIC_AUTH clears its entry first.
+//
+//export goDisconnect
+func goDisconnect(handle C.uintptr_t, client *C.struct_mosquitto) {
+	defer recoverTo(nil, 0, "disconnect")
+	inst := cgo.Handle(handle).Value().(*instance)
+	if C.mosquitto_client_clean_session(client) {
+		delete(inst.sessions, client)
 	}
 }
 

@@ -119,6 +119,21 @@ func (c *client) Publish(t *testing.T, topic, payload string) {
 	}
 }
 
+// PublishRC publishes at QoS 1 with MQTT 5 and returns the PUBACK reason code (0x87: not authorized).
+func (c *client) PublishRC(t *testing.T, topic, payload string) byte {
+	t.Helper()
+	if c.v5 == nil {
+		t.Fatal("PublishRC needs an MQTT 5 client")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pr, err := c.v5.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: []byte(payload)})
+	if pr == nil {
+		t.Fatalf("publish %s: %v", topic, err)
+	}
+	return pr.ReasonCode
+}
+
 // Expect waits for one message and checks it.
 func (c *client) Expect(t *testing.T, want string) {
 	t.Helper()

@@ -54,7 +54,19 @@ var clients = map[string]any{
 			"sub": "mallory-sub", "username": "alice/evil", "email": "mallory@example.com",
 		}},
 		{"client_id": "shorty", "client_secret": "shorty-secret", "access_token_ttl": 2, "claims": map[string]any{
-			"sub": "shorty-sub", "username": "shorty",
+			"sub": "shorty-sub", "username": "shorty", "topics": []string{"short/#"},
+		}},
+		// Devices whose tokens carry topic rights: a topics list and an EMQX-style acl object (carol), and
+		// an EMQX rule list with a deny (erin).
+		{"client_id": "carol", "client_secret": "carol-secret", "claims": map[string]any{
+			"sub": "carol-sub", "username": "carol", "topics": []string{"fleet/carol/#", "short/#"},
+			"acl": map[string]any{"pub": []string{"cmd/+/reboot"}, "sub": []string{"cmd/carol/#"}},
+		}},
+		{"client_id": "erin", "client_secret": "erin-secret", "claims": map[string]any{
+			"sub": "erin-sub", "username": "erin", "acl": []map[string]any{
+				{"permission": "deny", "action": "publish", "topic": "fleet/erin/locked"},
+				{"permission": "allow", "action": "all", "topic": "fleet/erin/#"},
+			},
 		}},
 	},
 }

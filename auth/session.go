@@ -1,0 +1,46 @@
+package auth
+
+import (
+	"time"
+
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/acl"
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/config"
+)
+
+// Session is what the engine keeps of an accepted client for its ACL checks: its grants, rendered once
+// at CONNECT, and when its token expires. It never changes, so the broker thread reads it without a lock.
+type Session struct {
+	grants *acl.Grants
+	expiry time.Time // zero: the token had no exp
+}
+
+// Authorize decides one ACL check. s is the session of the client, nil for a client this plugin did not
+// admit (a password_file user, say), whose checks are left to acl_file or the next plugin. It does no
+// I/O and allocates nothing: it runs for every message on the broker thread.
+//
+// UNSUBSCRIBE is always allowed. Once the token has expired every other check is denied, since the
+// client keeps its connection but not its rights. A check no rule applies to answers acl_no_match.
+func (e *Engine) Authorize(s *Session, access acl.Access, topic string, qos byte, retain bool) Result {
+	if access == acl.Unsubscribe {
+		return Allow
+	}
+	if s == nil {
+		return Defer
+	}
+	if !s.expiry.IsZero() && !e.v.now().Before(s.expiry) {
+		return Deny
+	}
+	switch s.grants.Check(access, topic, qos, retain) {
+	case acl.Allow:
+		return Allow
+	case acl.NoMatch:
+		if e.cfg.ACLNoMatch == config.Defer {
+			return Defer
+		}
+	}
+	return Deny
+}
+
+// AuthorizesTopics says whether the plugin must register for ACL checks: only when an acl_* option is
+// set, so users of acl_file or dynamic security pay nothing.
+func (e *Engine) AuthorizesTopics() bool { return e.cfg.ACL != nil }

@@ -1,0 +1,145 @@
+package auth
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/acl"
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/introspect"
+)
+
+const deviceClaims = `{"active":true,"sub":"d1","username":"alice","tenant":"acme","topics":["fleet/acme/+/telemetry"],
+	"acl":{"pub":["cmd/acme/#"]},"roles":["operator"]}`
+
+func sessionFor(t *testing.T, e *Engine, req Request) *Session {
+	t.Helper()
+	d := e.Authenticate(context.Background(), req)
+	if d.Result != Allow || d.Session == nil {
+		t.Fatalf("CONNECT: %+v", d)
+	}
+	return d.Session
+}
+
+func TestAuthorize(t *testing.T) {
+	clk := &testClock{t: time.Unix(1_000_000, 0)}
+	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(deviceClaims), Expiry: clk.t.Add(time.Hour)}}
+	e, _ := newTestEngine(t, idp, clk,
+		opt("username_replacement", "true"), opt("username_replacement_template", "%%oidc-username%%"),
+		opt("acl_rule", "allow all users/%u/#"),
+		opt("acl_rule", "allow subscribe tenants/%%claim:tenant%%/#"),
+		opt("acl_rule", "deny publish users/%u/locked"),
+		opt("acl_rule", "allow publish ops/# when roles=operator"),
+		opt("acl_rule", "allow publish admin/# when roles=admin"),
+		opt("acl_topics_claim", "topics"), opt("acl_claim", "acl"))
+	s := sessionFor(t, e, Request{ClientID: "dev-1", Username: "whatever", Password: token})
+	cases := []struct {
+		access acl.Access
+		topic  string
+		want   Result
+	}{
+		{acl.Write, "users/alice/x", Allow},      // %u is the username after replacement
+		{acl.Write, "users/whatever/x", Deny},    // not the name the client sent
+		{acl.Write, "users/alice/locked", Deny},  // deny beats allow
+		{acl.Read, "tenants/acme/news", Allow},   // claim substitution
+		{acl.Write, "tenants/acme/news", Deny},   // subscribe only
+		{acl.Subscribe, "tenants/#", Deny},       // wider than granted
+		{acl.Subscribe, "tenants/acme/#", Allow}, // exactly granted
+		{acl.Write, "ops/restart", Allow},        // when roles=operator
+		{acl.Write, "admin/x", Deny},             // when roles=admin does not hold
+		{acl.Write, "fleet/acme/d1/telemetry", Allow},
+		{acl.Write, "cmd/acme/reboot", Allow},
+		{acl.Read, "cmd/acme/reboot", Deny}, // EMQX "pub" only
+		{acl.Unsubscribe, "anything/#", Allow},
+	}
+	for _, c := range cases {
+		if got := e.Authorize(s, c.access, c.topic, 0, false); got != c.want {
+			t.Errorf("%v %s: %v, want %v", c.access, c.topic, got, c.want)
+		}
+	}
+	if got := e.Authorize(nil, acl.Write, "users/alice/x", 0, false); got != Defer {
+		t.Errorf("client the plugin did not admit: %v, want defer", got)
+	}
+	// A reconnect from the cache gets its own session, rendered for its own client id and name.
+	if s2 := sessionFor(t, e, Request{ClientID: "dev-2", Password: token}); s2 == s {
+		t.Error("two connections share one session")
+	}
+	if n := idp.calls.Load(); n != 1 {
+		t.Errorf("%d IdP calls for two connects with one token", n)
+	}
+	clk.advance(time.Hour)
+	if got := e.Authorize(s, acl.Write, "users/alice/x", 0, false); got != Deny {
+		t.Errorf("after the token's exp: %v, want deny", got)
+	}
+	if got := e.Authorize(s, acl.Unsubscribe, "users/alice/x", 0, false); got != Allow {
+		t.Errorf("unsubscribe after exp: %v, want allow", got)
+	}
+}
+
+func TestAuthorizeNoMatch(t *testing.T) {
+	for _, tc := range []struct {
+		policy string
+		want   Result
+	}{{"deny", Deny}, {"defer", Defer}} {
+		clk := &testClock{t: time.Unix(1_000_000, 0)}
+		idp := &scriptedIdP{res: introspect.Result{Claims: []byte(deviceClaims)}}
+		e, _ := newTestEngine(t, idp, clk, opt("acl_rule", "allow all users/%u/#"), opt("acl_no_match", tc.policy))
+		s := sessionFor(t, e, Request{ClientID: "c", Username: "alice", Password: token})
+		if got := e.Authorize(s, acl.Write, "elsewhere", 0, false); got != tc.want {
+			t.Errorf("acl_no_match %s: %v", tc.policy, got)
+		}
+		if got := e.Authorize(s, acl.Write, "users/alice/1", 0, false); got != Allow {
+			t.Errorf("acl_no_match %s, matching rule: %v", tc.policy, got)
+		}
+	}
+}
+
+// A name that would cross into another tenant's tree fills no rule.
+func TestAuthorizeCrossTenantNames(t *testing.T) {
+	clk := &testClock{t: time.Unix(1_000_000, 0)}
+	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(deviceClaims)}}
+	e, _ := newTestEngine(t, idp, clk, opt("acl_rule", "allow all tenants/%u/#"), opt("acl_rule", "allow all devices/%c/#"))
+	s := sessionFor(t, e, Request{ClientID: "bob/../alice", Username: "alice/evil", Password: token})
+	for _, topic := range []string{"tenants/alice/evil/x", "tenants/alice/x", "devices/bob/../alice/x"} {
+		if got := e.Authorize(s, acl.Write, topic, 0, false); got != Deny {
+			t.Errorf("%s: %v, want deny", topic, got)
+		}
+	}
+}
+
+func TestMalformedACLClaimRefusesConnect(t *testing.T) {
+	clk := &testClock{t: time.Unix(1_000_000, 0)}
+	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(`{"active":true,"acl":{"pub":"not-a-list","foo":1}}`)}}
+	e, log := newTestEngine(t, idp, clk, opt("acl_claim", "acl"))
+	d := e.Authenticate(context.Background(), Request{ClientID: "c", Password: token})
+	if d.Result != Deny || d.Session != nil {
+		t.Fatalf("malformed acl claim: %+v", d)
+	}
+	if len(log.lines) == 0 {
+		t.Error("the refusal is not logged")
+	}
+}
+
+func TestNoSessionWithoutACLOptions(t *testing.T) {
+	clk := &testClock{t: time.Unix(1_000_000, 0)}
+	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(deviceClaims)}}
+	e, _ := newTestEngine(t, idp, clk)
+	if d := e.Authenticate(context.Background(), Request{ClientID: "c", Password: token}); d.Result != Allow || d.Session != nil || e.AuthorizesTopics() {
+		t.Fatalf("%+v, authorizes topics %v", d, e.AuthorizesTopics())
+	}
+}
+
+func BenchmarkAuthorize(b *testing.B) {
+	clk := &testClock{t: time.Now()}
+	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(deviceClaims), Expiry: clk.t.Add(time.Hour)}}
+	e, _ := newTestEngine(b, idp, clk, opt("acl_rule", "allow all users/%u/#"), opt("acl_rule", "deny publish users/%u/locked"),
+		opt("acl_topics_claim", "topics"), opt("acl_claim", "acl"))
+	d := e.Authenticate(context.Background(), Request{ClientID: "c", Username: "alice", Password: token})
+	b.ReportAllocs()
+	for b.Loop() {
+		if e.Authorize(d.Session, acl.Write, "users/alice/sensors/temp/1", 0, false) != Allow {
+			b.Fatal("denied")
+		}
+	}
+}
+

@@ -1,0 +1,163 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"testing"
+	"time"
+)
+
+const notAuthorized = 0x87 // MQTT 5 PUBACK and SUBACK reason code
+
+// aclRules are the claim rules of TestClaimACLs, as plugin_opt pairs.
+var aclRules = []string{
+	"username_replacement", "true", "username_replacement_template", "%%oidc-username%%",
+	"acl_rule", "allow all users/%u/#",
+	"acl_rule", "deny all users/%u/secret/#",
+	"acl_rule", "allow all devices/%c/#",
+	"acl_rule", "allow subscribe admin/# when urn:zitadel:iam:org:project:roles=admin",
+	"acl_topics_claim", "topics",
+	"acl_claim", "acl",
+}
+
+// connectAs connects an MQTT 5 client with a device's fresh token and fails the test unless accepted.
+func connectAs(t *testing.T, b *broker, e *env, id, device, secret string) *client {
+	t.Helper()
+	c, rc := connect5(t, b.Port, id, "device", e.idp.Token(device, secret, ""))
+	if rc != 0 {
+		t.Fatalf("%s: CONNACK %#x", id, rc)
+	}
+	return c
+}
+
+func expectSubscribe(t *testing.T, c *client, filter string, allowed bool) {
+	t.Helper()
+	got := c.Subscribe(t, filter)
+	if allowed && got >= 0x80 {
+		t.Errorf("subscribe %s refused (%#x), want granted", filter, got)
+	}
+	if !allowed && got < 0x80 {
+		t.Errorf("subscribe %s granted (QoS %d), want refused", filter, got)
+	}
+}
+
+func expectPublish(t *testing.T, c *client, topic string, allowed bool) {
+	t.Helper()
+	got := c.PublishRC(t, topic, "x")
+	if allowed && got >= 0x80 {
+		t.Errorf("publish %s refused (%#x), want accepted", topic, got)
+	}
+	if !allowed && got != notAuthorized {
+		t.Errorf("publish %s: PUBACK %#x, want %#x", topic, got, notAuthorized)
+	}
+}
+
+// Topic rights from token claims: acl_rule templates, a topics list, EMQX's ACL claim in both forms.
+// Nothing else grants anything (acl_no_match deny, the default).
+func TestClaimACLs(t *testing.T) {
+	e := newEnv(t)
+	b := e.broker(t, "", aclRules...)
+	alice := connectAs(t, b, e, "alice-1", "alice", aliceSecret)
+	carol := connectAs(t, b, e, "carol-1", "carol", "carol-secret")
+	erin := connectAs(t, b, e, "erin-1", "erin", "erin-secret")
+
+	t.Run("allowed publish delivered, denied publish not", func(t *testing.T) {
+		expectSubscribe(t, alice, "users/alice/#", true)
+		expectPublish(t, carol, "users/alice/inbox", false) // carol's %u is carol
+		expectPublish(t, alice, "users/alice/inbox", true)
+		alice.Expect(t, "users/alice/inbox x")
+		alice.ExpectNothing(t)
+	})
+	t.Run("deny beats allow", func(t *testing.T) {
+		expectPublish(t, alice, "users/alice/secret/key", false)
+		expectSubscribe(t, alice, "users/alice/secret/#", false)
+		alice.ExpectNothing(t)
+		expectPublish(t, erin, "fleet/erin/locked", false) // EMQX rule list: deny before allow
+		expectPublish(t, erin, "fleet/erin/open", true)
+	})
+	t.Run("wider wildcards refused", func(t *testing.T) {
+		for _, f := range []string{"users/#", "users/+/inbox", "#", "+/alice/#", "$share/g/users/#"} {
+			expectSubscribe(t, alice, f, false)
+		}
+		expectSubscribe(t, alice, "$share/g/users/alice/#", true)
+	})
+	t.Run("topics claim and EMQX acl object", func(t *testing.T) {
+		expectSubscribe(t, carol, "fleet/carol/#", true)
+		expectPublish(t, carol, "fleet/carol/t1", true)
+		carol.Expect(t, "fleet/carol/t1 x")
+		expectSubscribe(t, carol, "fleet/#", false)
+		expectPublish(t, erin, "fleet/erin/open", true)
+		carol.ExpectNothing(t) // the refused fleet/# subscription receives nothing
+		expectPublish(t, carol, "cmd/dev9/reboot", true) // acl.pub
+		expectSubscribe(t, carol, "cmd/carol/#", true)   // acl.sub
+		expectSubscribe(t, carol, "cmd/#", false)
+		expectPublish(t, carol, "cmd/carol/x", false) // sub only
+	})
+	t.Run("rule conditioned on a ZITADEL role", func(t *testing.T) {
+		expectSubscribe(t, alice, "admin/#", true)
+		expectSubscribe(t, carol, "admin/#", false)
+	})
+	t.Run("client id with a slash fills no rule", func(t *testing.T) {
+		c := connectAs(t, b, e, "alice/x", "carol", "carol-secret")
+		expectPublish(t, c, "devices/alice/x/cmd", false)
+		expectPublish(t, c, "devices/alice/cmd", false)
+		own := connectAs(t, b, e, "dev7", "carol", "carol-secret")
+		expectPublish(t, own, "devices/dev7/cmd", true)
+	})
+	t.Run("no delivery once the token has expired", func(t *testing.T) {
+		shorty := connectAs(t, b, e, "shorty-1", "shorty", "shorty-secret") // tokens live 2 s
+		expectSubscribe(t, shorty, "short/#", true)
+		expectPublish(t, carol, "short/1", true)
+		shorty.Expect(t, "short/1 x")
+		time.Sleep(2500 * time.Millisecond)
+		expectPublish(t, carol, "short/2", true)
+		shorty.ExpectNothing(t)
+		if got := shorty.PublishRC(t, "short/3", "x"); got != notAuthorized {
+			t.Errorf("publish after exp: PUBACK %#x", got)
+		}
+	})
+	b.Alive()
+}
+
+// With acl_no_match defer, what no claim rule covers is decided by acl_file.
+func TestACLNoMatchDefersToACLFile(t *testing.T) {
+	e := newEnv(t)
+	aclFile := writeFile(t, e.dir, "acl", "pattern readwrite public/%u/#\n")
+	b := e.broker(t, "acl_file "+aclFile+"\n", append(aclRules, "acl_no_match", "defer")...)
+	alice := connectAs(t, b, e, "alice-1", "alice", aliceSecret)
+	carol := connectAs(t, b, e, "carol-1", "carol", "carol-secret")
+	expectSubscribe(t, alice, "public/alice/#", true)
+	expectPublish(t, alice, "public/alice/news", true) // acl_file, with the username from the token
+	alice.Expect(t, "public/alice/news x")
+	expectPublish(t, carol, "public/alice/news", false) // acl_file's %u is carol
+	expectPublish(t, carol, "users/carol/x", true)      // the plugin still answers what it covers
+	expectPublish(t, carol, "users/carol/secret/x", false)
+	alice.ExpectNothing(t)
+	b.Alive()
+}
+
+// The case of the plugin API reference, §8: without username replacement, %u is the name the client
+// sent, and "alice/evil" must not reach alice's tree through "users/%u/#".
+func TestACLNameCannotCrossTenants(t *testing.T) {
+	e := newEnv(t)
+	b := e.broker(t, "", "acl_rule", "allow all users/%u/#")
+	tok := e.idp.Token("carol", "carol-secret", "")
+	for _, p := range protocols {
+		c, rc := p.connect(t, b.Port, "mallory-"+p.name, "alice/evil", tok)
+		if rc != 0 {
+			t.Fatalf("%s: CONNACK %#x", p.name, rc)
+		}
+		if got := c.Subscribe(t, "users/alice/#"); got < 0x80 {
+			t.Errorf("%s: alice/evil subscribed to users/alice/#", p.name)
+		}
+		if got := c.Subscribe(t, "users/alice/evil/#"); got < 0x80 {
+			t.Errorf("%s: alice/evil subscribed to users/alice/evil/#", p.name)
+		}
+	}
+	ok, rc := connect5(t, b.Port, "alice-ok", "alice", tok)
+	if rc != 0 {
+		t.Fatalf("CONNACK %#x", rc)
+	}
+	expectSubscribe(t, ok, "users/alice/#", true)
+	b.Alive()
+}
