@@ -142,4 +142,3 @@ func BenchmarkAuthorize(b *testing.B) {
 		}
 	}
 }
-

@@ -87,7 +87,7 @@ func TestClaimACLs(t *testing.T) {
 		carol.Expect(t, "fleet/carol/t1 x")
 		expectSubscribe(t, carol, "fleet/#", false)
 		expectPublish(t, erin, "fleet/erin/open", true)
-		carol.ExpectNothing(t) // the refused fleet/# subscription receives nothing
+		carol.ExpectNothing(t)                           // the refused fleet/# subscription receives nothing
 		expectPublish(t, carol, "cmd/dev9/reboot", true) // acl.pub
 		expectSubscribe(t, carol, "cmd/carol/#", true)   // acl.sub
 		expectSubscribe(t, carol, "cmd/#", false)
