@@ -79,10 +79,20 @@ func (p *Policy) String() string {
 	return s
 }
 
-// Enabled reports whether any ACL option is set. When none is, the plugin
-// leaves ACL checks to the broker.
-func (p *Policy) Enabled() bool {
-	return len(p.rules) > 0 || p.topicsClaim != "" || p.aclClaim != ""
+// UsesUsername reports whether an acl_rule substitutes the username (%u).
+// The caller refuses that unless the username comes from the token: a
+// username the client chose would let it name anyone's tree.
+func (p *Policy) UsesUsername() bool {
+	for i := range p.rules {
+		for _, level := range p.rules[i].topic.levels {
+			for _, pt := range level {
+				if pt.kind == partUsername {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // Compile renders the policy for one session, once, at CONNECT: it evaluates

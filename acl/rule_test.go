@@ -100,23 +100,23 @@ func TestNewPolicyErrors(t *testing.T) {
 	}
 }
 
-func TestEnabled(t *testing.T) {
+func TestUsesUsername(t *testing.T) {
 	for _, tt := range []struct {
-		o    Options
-		want bool
+		rules []string
+		want  bool
 	}{
-		{Options{}, false},
-		{Options{Rules: []string{}}, false},
-		{Options{Rules: []string{"allow all #"}}, true},
-		{Options{TopicsClaim: "topics"}, true},
-		{Options{ACLClaim: "acl"}, true},
+		{nil, false},
+		{[]string{"allow all #"}, false},
+		{[]string{"allow all devices/%c/#", "deny publish x/%%oidc-sub%%"}, false},
+		{[]string{"allow all #", "allow all users/%u/#"}, true},
+		{[]string{"deny publish a/pre-%u-post/b"}, true},
 	} {
-		p, err := NewPolicy(tt.o)
+		p, err := NewPolicy(Options{Rules: tt.rules, TopicsClaim: "topics"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := p.Enabled(); got != tt.want {
-			t.Errorf("NewPolicy(%+v).Enabled() = %v, want %v", tt.o, got, tt.want)
+		if got := p.UsesUsername(); got != tt.want {
+			t.Errorf("%q: UsesUsername = %v, want %v", tt.rules, got, tt.want)
 		}
 	}
 }

@@ -16,6 +16,7 @@ const maxInFlight = 64
 // Completion is the answer to a delayed check, to be handed to the broker on its own thread.
 type Completion struct {
 	ClientID string
+	Attempt  uint64 // the Request's, so the plugin can tell it from a later connection with the same id
 	Decision Decision
 }
 
@@ -69,7 +70,7 @@ func (e *Engine) Start(req Request) {
 				e.log.Log(LevelError, fmt.Sprintf("internal error checking client %q: %v", req.ClientID, r))
 			}
 			a.mu.Lock()
-			a.done = append(a.done, Completion{ClientID: req.ClientID, Decision: d})
+			a.done = append(a.done, Completion{ClientID: req.ClientID, Attempt: req.Attempt, Decision: d})
 			a.mu.Unlock()
 			if a.notify != nil {
 				a.notify()

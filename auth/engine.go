@@ -49,6 +49,7 @@ type Request struct {
 	Username string // "" when the client sent none (the broker turns an empty username into none)
 	Password string // the access token
 	Address  string // for log lines only
+	Attempt  uint64 // set by the caller of Start; handed back in the Completion
 }
 
 // Decision is the engine's answer. When Rename is set the broker must give the client Username before
@@ -99,7 +100,7 @@ func New(cfg *config.Config, log Logger, blockingIO bool) (*Engine, error) {
 	var jv *jwt.Verifier
 	if cfg.JWTVerification {
 		var err error
-		if jv, err = newJWTVerifier(cfg, roots, log, time.Now); err != nil {
+		if jv, err = newJWTVerifier(cfg, roots, log, time.Now, blockingIO); err != nil {
 			return nil, err
 		}
 		jv.Start()
@@ -126,17 +127,19 @@ func newIntrospector(cfg *config.Config, roots *x509.CertPool, blockingIO bool) 
 }
 
 // newJWTVerifier builds the verifier of jwt_issuer's tokens. Key fetches trust what introspection
-// trusts: ca_file and tls_verification apply to both.
-func newJWTVerifier(cfg *config.Config, roots *x509.CertPool, log Logger, now func() time.Time) (*jwt.Verifier, error) {
+// trusts: ca_file and tls_verification apply to both. onBrokerThread is set when checks run on
+// Mosquitto 2.0's broker thread, which then never waits for a key fetch while it holds keys.
+func newJWTVerifier(cfg *config.Config, roots *x509.CertPool, log Logger, now func() time.Time, onBrokerThread bool) (*jwt.Verifier, error) {
 	jv, err := jwt.New(jwt.Config{
-		Issuer:     cfg.JWTIssuer,
-		JWKSURL:    cfg.JWKSEndpoint,
-		Audiences:  cfg.JWTAudiences,
-		Algorithms: cfg.JWTAlgorithms,
-		ClockSkew:  cfg.JWTClockSkew,
-		Timeout:    cfg.Timeout,
-		Now:        now,
-		TLS:        &tls.Config{RootCAs: roots, InsecureSkipVerify: !cfg.TLSVerification, MinVersion: tls.VersionTLS12},
+		Issuer:            cfg.JWTIssuer,
+		JWKSURL:           cfg.JWKSEndpoint,
+		Audiences:         cfg.JWTAudiences,
+		Algorithms:        cfg.JWTAlgorithms,
+		ClockSkew:         cfg.JWTClockSkew,
+		Timeout:           cfg.Timeout,
+		Now:               now,
+		FetchInBackground: onBrokerThread,
+		TLS:               &tls.Config{RootCAs: roots, InsecureSkipVerify: !cfg.TLSVerification, MinVersion: tls.VersionTLS12},
 		Log: func(warning bool, msg string) {
 			level := LevelInfo
 			if warning {
@@ -146,7 +149,7 @@ func newJWTVerifier(cfg *config.Config, roots *x509.CertPool, log Logger, now fu
 		},
 	})
 	if err != nil {
-		return nil, &config.OptionError{Key: "jwt_issuer", Err: err}
+		return nil, &config.OptionError{Key: "jwt_verification", Err: err} // the options were checked: unexpected
 	}
 	return jv, nil
 }
@@ -299,15 +302,25 @@ func (e *Engine) decide(req Request, vd verdict) Decision {
 		d.Rename, d.Username = true, vd.newName
 	}
 	if c.ACL != nil {
-		name := req.Username
-		if d.Rename {
+		// A username the client chose, not bound to the token, fills no placeholder: ${username} in an
+		// ACL claim must not let a client name someone else's tree.
+		name := ""
+		switch {
+		case d.Rename:
 			name = d.Username
+		case c.UsernameFromToken():
+			name = req.Username
 		}
 		grants, err := c.ACL.Compile(vd.claims, name, req.ClientID)
 		if err != nil {
 			return e.refuse(req, c.TokenVerificationError, err.Error())
 		}
-		d.Session = &Session{grants: grants, expiry: vd.expiry}
+		s := &Session{clientID: req.ClientID, grants: grants}
+		if !vd.expiry.IsZero() {
+			// The same leeway the token was accepted with: a client let in within it keeps its rights.
+			s.expiry = vd.expiry.Add(c.JWTClockSkew)
+		}
+		d.Session = s
 	}
 	return d
 }

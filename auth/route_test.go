@@ -82,7 +82,7 @@ func jwtEngine(t *testing.T, iss *jwtIssuer, intro Verifier, clk *testClock, ext
 		t.Fatal(err)
 	}
 	log := &logRecorder{}
-	jv, err := newJWTVerifier(cfg, nil, log, clk.now)
+	jv, err := newJWTVerifier(cfg, nil, log, clk.now, false)
 	if err != nil {
 		t.Fatal(err)
 	}

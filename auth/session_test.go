@@ -83,7 +83,8 @@ func TestAuthorizeNoMatch(t *testing.T) {
 	}{{"deny", Deny}, {"defer", Defer}} {
 		clk := &testClock{t: time.Unix(1_000_000, 0)}
 		idp := &scriptedIdP{res: introspect.Result{Claims: []byte(deviceClaims)}}
-		e, _ := newTestEngine(t, idp, clk, opt("acl_rule", "allow all users/%u/#"), opt("acl_no_match", tc.policy))
+		e, _ := newTestEngine(t, idp, clk, opt("acl_rule", "allow all users/%u/#"), opt("acl_no_match", tc.policy),
+			opt("username_validation", "true"), opt("username_validation_template", "%%oidc-username%%"))
 		s := sessionFor(t, e, Request{ClientID: "c", Username: "alice", Password: token})
 		if got := e.Authorize(s, acl.Write, "elsewhere", 0, false); got != tc.want {
 			t.Errorf("acl_no_match %s: %v", tc.policy, got)
@@ -94,16 +95,28 @@ func TestAuthorizeNoMatch(t *testing.T) {
 	}
 }
 
-// A name that would cross into another tenant's tree fills no rule.
+// A name that would cross into another tenant's tree fills no rule, even when the token vouches for it.
 func TestAuthorizeCrossTenantNames(t *testing.T) {
 	clk := &testClock{t: time.Unix(1_000_000, 0)}
-	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(deviceClaims)}}
-	e, _ := newTestEngine(t, idp, clk, opt("acl_rule", "allow all tenants/%u/#"), opt("acl_rule", "allow all devices/%c/#"))
+	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(`{"active":true,"username":"alice/evil"}`)}}
+	e, _ := newTestEngine(t, idp, clk, opt("acl_rule", "allow all tenants/%u/#"), opt("acl_rule", "allow all devices/%c/#"),
+		opt("username_validation", "true"), opt("username_validation_template", "%%oidc-username%%"))
 	s := sessionFor(t, e, Request{ClientID: "bob/../alice", Username: "alice/evil", Password: token})
 	for _, topic := range []string{"tenants/alice/evil/x", "tenants/alice/x", "devices/bob/../alice/x"} {
 		if got := e.Authorize(s, acl.Write, topic, 0, false); got != Deny {
 			t.Errorf("%s: %v, want deny", topic, got)
 		}
+	}
+}
+
+// Without a username bound to the token, ${username} in an ACL claim fills nothing: the client chose it.
+func TestUnboundUsernameFillsNoClaimPlaceholder(t *testing.T) {
+	clk := &testClock{t: time.Unix(1_000_000, 0)}
+	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(`{"active":true,"acl":{"all":["users/${username}/#"]}}`)}}
+	e, _ := newTestEngine(t, idp, clk, opt("acl_claim", "acl"))
+	s := sessionFor(t, e, Request{ClientID: "c", Username: "bob", Password: token})
+	if got := e.Authorize(s, acl.Write, "users/bob/x", 0, false); got != Deny {
+		t.Errorf("client-chosen username filled ${username}: %v", got)
 	}
 }
 
@@ -133,7 +146,8 @@ func BenchmarkAuthorize(b *testing.B) {
 	clk := &testClock{t: time.Now()}
 	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(deviceClaims), Expiry: clk.t.Add(time.Hour)}}
 	e, _ := newTestEngine(b, idp, clk, opt("acl_rule", "allow all users/%u/#"), opt("acl_rule", "deny publish users/%u/locked"),
-		opt("acl_topics_claim", "topics"), opt("acl_claim", "acl"))
+		opt("acl_topics_claim", "topics"), opt("acl_claim", "acl"),
+		opt("username_validation", "true"), opt("username_validation_template", "%%oidc-username%%"))
 	d := e.Authenticate(context.Background(), Request{ClientID: "c", Username: "alice", Password: token})
 	b.ReportAllocs()
 	for b.Loop() {

@@ -13,8 +13,10 @@ import (
 )
 
 // verdict is what the engine remembers about a token: whether it is valid and, when it is, the
-// usernames its claims render to. Rendering once at verification time means a cache hit needs neither
-// the claims nor a JSON parse, and an entry stays small (100 000 of them fit in a few tens of MiB).
+// usernames its claims render to. Rendering once at verification time means a cache hit needs no JSON
+// parse, and without ACL options an entry stays small (100 000 of them fit in a few tens of MiB). ACL
+// options keep the claims as well, since each CONNECT renders its grants from them: then an entry
+// costs about the size of the token's claims more.
 type verdict struct {
 	valid     bool
 	reason    string    // why the token was refused
@@ -117,7 +119,7 @@ func (v *verifier) held(k cache.Key, token string) (vd verdict, ok bool) {
 	if v.jwt == nil || !v.jwt.Issued(token) {
 		return verdict{}, false
 	}
-	r, err, ok := v.jwt.VerifyHeld(token)
+	r, ok, err := v.jwt.VerifyHeld(token)
 	if !ok {
 		return verdict{}, false
 	}

@@ -83,6 +83,12 @@ type Config struct {
 	ACLNoMatch Policy      // what a check no rule applies to gets
 }
 
+// UsernameFromToken reports whether an accepted client's username is bound to its token: replaced
+// from the claims, or checked against a template that has placeholders. Only then may ACL rules use it.
+func (c *Config) UsernameFromToken() bool {
+	return c.UsernameReplacement || (c.UsernameValidation && c.ValidationTemplate != nil && c.ValidationTemplate.HasPlaceholders())
+}
+
 // Introspection reports whether tokens that are not JWTs of jwt_issuer go to an introspection endpoint.
 func (c *Config) Introspection() bool { return c.IntrospectionEndpoint != "" }
 
@@ -198,10 +204,10 @@ func Parse(opts []Option) (*Config, error) {
 		BreakerCooldown:        p.seconds("circuit_breaker_cooldown", DefaultBreakerCooldown, false, time.Hour),
 	}
 	c.AuthMethod = p.authMethod("introspection_auth_method")
-	c.ACLNoMatch = p.policy("acl_no_match", Deny)
-	p.acl(c)
 	c.ValidationTemplate = p.template("username_validation_template", c.UsernameValidation, "username_validation")
 	c.ReplacementTemplate = p.template("username_replacement_template", c.UsernameReplacement, "username_replacement")
+	c.ACLNoMatch = p.policy("acl_no_match", Deny)
+	p.acl(c)
 	p.jwt(c)
 	if c.Introspection() || !c.JWTVerification {
 		p.require("introspection_endpoint")
@@ -407,6 +413,11 @@ func (p *parser) acl(c *Config) {
 	pol, err := acl.NewPolicy(o) // the paths are valid now: an error is about a rule
 	if err != nil {
 		p.fail("acl_rule", "%v", err)
+		return
+	}
+	if pol.UsesUsername() && !c.UsernameFromToken() {
+		p.fail("acl_rule", "%%u would be the username the client chose: set username_replacement, or "+
+			"username_validation with a template that has placeholders, so that it comes from the token")
 		return
 	}
 	c.ACL = pol

@@ -84,7 +84,8 @@ func TestValues(t *testing.T) {
 			func(c *Config) bool {
 				return c.JWTVerification && c.Introspection() && c.JWTIssuer == "https://idp.example/"
 			}},
-		{"acl rules repeat", with(Option{"acl_rule", "allow all users/%u/#"}, Option{"acl_rule", "deny publish users/%u/admin"},
+		{"acl rules repeat", with(Option{"username_replacement", "true"}, Option{"username_replacement_template", "%%oidc-sub%%"},
+			Option{"acl_rule", "allow all users/%u/#"}, Option{"acl_rule", "deny publish users/%u/admin"},
 			Option{"acl_topics_claim", "topics"}, Option{"acl_no_match", "defer"}),
 			func(c *Config) bool {
 				return c.ACL != nil && c.ACL.String() == `2 rules, topics claim "topics"` && c.ACLNoMatch == Defer
@@ -148,7 +149,10 @@ func TestErrorsNameTheOption(t *testing.T) {
 		{"huge skew", jwtOnly(Option{"jwt_clock_skew", "3600"}), "jwt_clock_skew"},
 		{"client id without endpoint", jwtOnly(Option{"client_id", "broker"}), "client_id"},
 		{"neither jwt nor introspection", []Option{{"timeout", "1"}}, "introspection_endpoint"},
-		{"bad acl rule", with(Option{"acl_rule", "allow all users/%u/#"}, Option{"acl_rule", "permit all x"}), "acl_rule"},
+		{"bad acl rule", with(Option{"acl_rule", "allow all users/%c/#"}, Option{"acl_rule", "permit all x"}), "acl_rule"},
+		{"%u not from the token", with(Option{"acl_rule", "allow all users/%u/#"}), "acl_rule"},
+		{"%u with a fixed validation template", with(Option{"acl_rule", "allow all users/%u/#"},
+			Option{"username_validation", "true"}, Option{"username_validation_template", "oauth2-token"}), "acl_rule"},
 		{"acl wildcard inside a level", with(Option{"acl_rule", "allow all a/#/b"}), "acl_rule"},
 		{"empty acl rule", with(Option{"acl_rule", ""}), "acl_rule"},
 		{"bad topics claim path", with(Option{"acl_topics_claim", "topics.#"}), "acl_topics_claim"},

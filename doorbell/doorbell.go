@@ -19,7 +19,6 @@ import (
 	"io"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -35,8 +34,6 @@ type Bell struct {
 	ID     string // the MQTT client id the bell connects with
 	secret string
 	dial   func() (net.Conn, error)
-
-	rung atomic.Bool // a ring is on its way and the broker has not ticked since
 
 	mu       sync.Mutex
 	conn     net.Conn
@@ -79,12 +76,10 @@ func (b *Bell) Matches(clientID, password, address string) bool {
 	return ip != nil && ip.IsLoopback() && subtle.ConstantTimeCompare([]byte(password), []byte(b.secret)) == 1
 }
 
-// Ring wakes the broker, once however often it is called until Rearm. Without a connection yet it
-// starts one in the background and the broker wakes on its own timer this time.
+// Ring wakes the broker with one PINGREQ. Callers coalesce rings themselves (the plugin rings once per
+// tick at most). Without a connection yet it starts one in the background and the broker wakes on its
+// own timer this time.
 func (b *Bell) Ring() {
-	if b.rung.Swap(true) {
-		return
-	}
 	b.mu.Lock()
 	conn := b.conn
 	if conn == nil {
@@ -97,9 +92,6 @@ func (b *Bell) Ring() {
 		}
 	}
 }
-
-// Rearm is called on the broker thread at each tick: the next answer rings again.
-func (b *Bell) Rearm() { b.rung.Store(false) }
 
 // Close ends the connection; later rings do nothing.
 func (b *Bell) Close() {

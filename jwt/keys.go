@@ -28,7 +28,7 @@ const (
 )
 
 // errRateLimited is why an unknown kid did not cause a fetch: one ran less than minRefetch ago.
-var errRateLimited = errors.New("key set fetched less than 5 s ago")
+var errRateLimited = fmt.Errorf("key set fetched less than %v ago", minRefetch)
 
 // keySet holds the issuer's public signing keys and fetches them again when asked, at most once per
 // minRefetch. Readers never wait for a fetch unless they ask to: the keys are an immutable slice behind
@@ -79,18 +79,10 @@ func (s *keySet) candidates(kid, alg string) []jose.JSONWebKey {
 // errRateLimited at once. The fetch itself runs in its own goroutine with its own deadline, so a caller
 // that gives up (ctx) does not cancel it for the others.
 func (s *keySet) refresh(ctx context.Context, force bool) error {
-	s.mu.Lock()
-	ch := s.inflight
-	if ch == nil {
-		if !force && !s.lastStart.IsZero() && s.now().Sub(s.lastStart) < minRefetch {
-			s.mu.Unlock()
-			return errRateLimited
-		}
-		ch = make(chan struct{})
-		s.inflight, s.lastStart = ch, s.now()
-		go s.fetch(ch)
+	ch, err := s.start(force)
+	if err != nil {
+		return err
 	}
-	s.mu.Unlock()
 	select {
 	case <-ch:
 		s.mu.Lock()
@@ -101,11 +93,42 @@ func (s *keySet) refresh(ctx context.Context, force bool) error {
 	}
 }
 
+// start starts a fetch unless one runs (it returns that one's channel) or the last began less than
+// minRefetch ago and force is not set (errRateLimited).
+func (s *keySet) start(force bool) (chan struct{}, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inflight != nil {
+		return s.inflight, nil
+	}
+	if !force && !s.lastStart.IsZero() && s.now().Sub(s.lastStart) < minRefetch {
+		return nil, errRateLimited
+	}
+	ch := make(chan struct{})
+	s.inflight, s.lastStart = ch, s.now()
+	go s.fetch(ch)
+	return ch, nil
+}
+
 // fetch runs one discovery (when needed) and key set download, stores the keys on success, logs the
-// outcome, and releases everyone waiting on ch.
+// outcome, and releases everyone waiting on ch. A panic (a key set crafted against the JOSE library,
+// say) fails the fetch instead of ending the broker.
 func (s *keySet) fetch(ch chan struct{}) {
 	n := s.fetches.Add(1)
-	keys, src, err := s.download()
+	var keys []jose.JSONWebKey
+	var src string
+	err := errors.New("jwt: key fetch did not finish")
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: internal error reading the key set: %v", ErrKeysUnavailable, r)
+		}
+		s.finish(ch, n, keys, src, err)
+	}()
+	keys, src, err = s.download()
+}
+
+// finish stores and logs the outcome of fetch n.
+func (s *keySet) finish(ch chan struct{}, n int64, keys []jose.JSONWebKey, src string, err error) {
 	before := s.current()
 	if err == nil {
 		s.keys.Store(&keys)
@@ -215,6 +238,9 @@ func (s *keySet) discover(doc string) (string, error) {
 	u, err := url.Parse(meta.JWKSURI)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return "", fmt.Errorf("%s: jwks_uri %q is not an http(s) URL", doc, meta.JWKSURI)
+	}
+	if u.Scheme == "http" && strings.HasPrefix(s.issuer, "https://") {
+		return "", fmt.Errorf("%s: jwks_uri %q is plain http for an https issuer", doc, meta.JWKSURI)
 	}
 	return meta.JWKSURI, nil
 }

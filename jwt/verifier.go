@@ -51,6 +51,11 @@ type Config struct {
 	TLS *tls.Config
 	// Log receives key fetch outcomes; warning is set for failures. It may be called from any goroutine.
 	Log func(warning bool, msg string)
+	// FetchInBackground is for callers on a thread that must not wait, such as Mosquitto 2.0's broker
+	// thread: a token naming a key not held starts a key fetch and is answered at once with
+	// ErrKeysUnavailable (the client's next attempt finds the key), unless no key is held at all yet.
+	// Otherwise a forged kid now and then could hold that thread for a whole fetch each time.
+	FetchInBackground bool
 	// Now is the clock for exp, nbf and iat; nil means time.Now. A caller that caches verified tokens
 	// passes its own, so that the cache and the checks agree on the time.
 	Now func() time.Time
@@ -73,6 +78,8 @@ type Verifier struct {
 	now       func() time.Time
 	keys      *keySet
 	stop      context.CancelFunc
+	// background: see Config.FetchInBackground.
+	background bool
 }
 
 // New validates cfg and returns a Verifier. It does no I/O: call Start to fetch the keys.
@@ -109,11 +116,12 @@ func New(cfg Config) (*Verifier, error) {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.TLSClientConfig = cfg.TLS
 	v := &Verifier{
-		issuer:    cfg.Issuer,
-		audiences: cfg.Audiences,
-		algs:      algs,
-		skew:      cfg.ClockSkew,
-		now:       now,
+		issuer:     cfg.Issuer,
+		audiences:  cfg.Audiences,
+		algs:       algs,
+		skew:       cfg.ClockSkew,
+		now:        now,
+		background: cfg.FetchInBackground,
 		keys: &keySet{
 			issuer:  cfg.Issuer,
 			jwksURL: cfg.JWKSURL,
@@ -177,12 +185,12 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Result, error) {
 
 // VerifyHeld checks token with the keys held now and no I/O. ok is false when the token names a key not
 // held: the caller should then call Verify off the broker thread.
-func (v *Verifier) VerifyHeld(token string) (res Result, err error, ok bool) {
+func (v *Verifier) VerifyHeld(token string) (res Result, ok bool, err error) {
 	res, err = v.verify(nil, token)
 	if errors.Is(err, errNeedFetch) {
-		return Result{}, nil, false
+		return Result{}, false, nil
 	}
-	return res, err, true
+	return res, true, err
 }
 
 // errNeedFetch stops a verification without I/O (nil ctx) where it would have fetched keys.
@@ -215,11 +223,8 @@ func (v *Verifier) verify(ctx context.Context, token string) (Result, error) {
 		if ctx == nil {
 			return Result{}, errNeedFetch
 		}
-		if err := v.keys.refresh(ctx, false); err != nil && !errors.Is(err, errRateLimited) {
-			return Result{}, fmt.Errorf("kid %q: %w", printable(kid), err)
-		}
-		if keys = v.keys.candidates(kid, alg); len(keys) == 0 {
-			return Result{}, refuse(ErrUnknownKey, "kid %q", printable(kid))
+		if keys, err = v.fetchFor(ctx, kid, alg); err != nil {
+			return Result{}, err
 		}
 	}
 	var payload []byte
@@ -232,6 +237,28 @@ func (v *Verifier) verify(ctx context.Context, token string) (Result, error) {
 		return Result{}, refuse(ErrBadSignature, "kid %q", printable(kid))
 	}
 	return v.checkClaims(payload)
+}
+
+// fetchFor gets the keys for kid after a fetch. A kid still unknown after a fetch that succeeded is the
+// token's fault (ErrUnknownKey, which callers may remember); one that could not be looked up (the fetch
+// failed, was rate limited, or runs in the background) is not, and gives ErrKeysUnavailable: a token
+// signed with a key rotated in seconds ago must not stay refused.
+func (v *Verifier) fetchFor(ctx context.Context, kid, alg string) ([]jose.JSONWebKey, error) {
+	var err error
+	if v.background && len(v.keys.current()) > 0 {
+		if _, err = v.keys.start(false); err == nil {
+			err = errors.New("fetching the key set in the background")
+		}
+	} else {
+		err = v.keys.refresh(ctx, false)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: kid %q not held: %v", ErrKeysUnavailable, printable(kid), err)
+	}
+	if keys := v.keys.candidates(kid, alg); len(keys) > 0 {
+		return keys, nil
+	}
+	return nil, refuse(ErrUnknownKey, "kid %q", printable(kid))
 }
 
 // checkClaims applies the RFC 9068 §4 checks that follow a good signature.

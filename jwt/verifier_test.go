@@ -301,7 +301,6 @@ func TestRefusals(t *testing.T) {
 		{"nbf in the future", rs.token(t, nil, f.claims(map[string]any{"nbf": f.now.Add(time.Minute).Unix()})), ErrNotYetValid},
 		{"iat in the future", rs.token(t, nil, f.claims(map[string]any{"iat": f.now.Add(time.Minute).Unix()})), ErrNotYetValid},
 		{"typ of an ID token's cousin", rs.token(t, map[string]any{"typ": "dpop+jwt"}, f.claims(nil)), ErrType},
-		{"unknown kid", newRSA(t, "k9").token(t, nil, f.claims(nil)), ErrUnknownKey},
 		{"payload not an object", rs.token(t, nil, nil), ErrMalformed},
 		{"two parts", parts[0] + "." + parts[1], ErrMalformed},
 		{"garbage", "not-a-jwt", ErrMalformed},
@@ -398,7 +397,7 @@ func TestStartPrimesKeysInBackground(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	_, err, ok := f.v.VerifyHeld(rs.token(t, nil, f.claims(nil)))
+	_, ok, err := f.v.VerifyHeld(rs.token(t, nil, f.claims(nil)))
 	if !ok || err != nil {
 		t.Fatalf("VerifyHeld after Start: ok=%v err=%v", ok, err)
 	}
@@ -407,10 +406,10 @@ func TestStartPrimesKeysInBackground(t *testing.T) {
 func TestVerifyHeldNeverFetches(t *testing.T) {
 	rs := newRSA(t, "k1")
 	f := setup(t, Config{}, rs)
-	if _, _, ok := f.v.VerifyHeld(rs.token(t, nil, f.claims(nil))); ok {
+	if _, ok, _ := f.v.VerifyHeld(rs.token(t, nil, f.claims(nil))); ok {
 		t.Fatal("VerifyHeld answered with no keys held")
 	}
-	_, err, ok := f.v.VerifyHeld("garbage")
+	_, ok, err := f.v.VerifyHeld("garbage")
 	if !ok || !errors.Is(err, ErrMalformed) {
 		t.Fatalf("malformed token: ok=%v err=%v, want an answer without keys", ok, err)
 	}
@@ -467,14 +466,15 @@ func TestForgedKidFloodIsRateLimited(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			tok := signer{fmt.Sprintf("forged-%d", i), "RS256", forger.key}.token(t, nil, f.claims(nil))
-			if _, err := f.verify(t, tok); errors.Is(err, ErrUnknownKey) {
+			// Rate limited: not looked up, so not the token's fault either (never cached as a refusal).
+			if _, err := f.verify(t, tok); errors.Is(err, ErrKeysUnavailable) && !errors.Is(err, ErrTokenInvalid) {
 				refused.Add(1)
 			}
 		}()
 	}
 	wg.Wait()
 	if refused.Load() != 1000 {
-		t.Errorf("%d of 1000 forged kids refused as unknown", refused.Load())
+		t.Errorf("%d of 1000 forged kids refused without a lookup", refused.Load())
 	}
 	// The first use fetched; the flood, in the same instant, may not fetch at all.
 	if n := f.idp.jwksHits.Load(); n != 1 {
@@ -488,6 +488,49 @@ func TestForgedKidFloodIsRateLimited(t *testing.T) {
 	}
 	if n := f.idp.jwksHits.Load() - before; n != 1 {
 		t.Errorf("100 forged kids after the interval caused %d fetches, want 1", n)
+	}
+}
+
+func TestUnknownKid(t *testing.T) {
+	rs := newRSA(t, "k1")
+	f := setup(t, Config{}, rs)
+	if _, err := f.verify(t, rs.token(t, nil, f.claims(nil))); err != nil {
+		t.Fatal(err)
+	}
+	f.clk.add(minRefetch)
+	unknown := newRSA(t, "k9").token(t, nil, f.claims(nil))
+	// Looked up in a fresh fetch and not there: the token's fault.
+	if _, err := f.verify(t, unknown); !errors.Is(err, ErrUnknownKey) || !errors.Is(err, ErrTokenInvalid) {
+		t.Fatalf("unknown kid after a fetch: %v", err)
+	}
+	if n := f.idp.jwksHits.Load(); n != 2 {
+		t.Errorf("%d fetches, want 2", n)
+	}
+}
+
+func TestFetchInBackground(t *testing.T) {
+	old, next := newRSA(t, "old"), newRSA(t, "next")
+	f := setup(t, Config{FetchInBackground: true}, old)
+	// No key held yet: the first token waits for the fetch.
+	if _, err := f.verify(t, old.token(t, nil, f.claims(nil))); err != nil {
+		t.Fatal(err)
+	}
+	f.idp.setKeys(old, next)
+	f.clk.add(minRefetch)
+	tok := next.token(t, nil, f.claims(nil))
+	_, err := f.verify(t, tok)
+	if !errors.Is(err, ErrKeysUnavailable) || errors.Is(err, ErrTokenInvalid) {
+		t.Fatalf("kid not held, keys held: %v, want ErrKeysUnavailable at once", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(f.v.keys.candidates("next", "RS256")) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the background fetch did not bring the new key")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := f.verify(t, tok); err != nil {
+		t.Fatalf("after the background fetch: %v", err)
 	}
 }
 
@@ -573,7 +616,7 @@ func BenchmarkVerify(b *testing.B) {
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err, _ := v.VerifyHeld(tok); err != nil {
+				if _, _, err := v.VerifyHeld(tok); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -607,7 +650,7 @@ func FuzzVerify(f *testing.F) {
 			return // the signed input of the good token: other spellings of its signature may decode alike
 		}
 		_ = v.Issued(tok)
-		if _, err, ok := v.VerifyHeld(tok); ok && err == nil {
+		if _, ok, err := v.VerifyHeld(tok); ok && err == nil {
 			t.Fatalf("accepted a made-up token %q", tok)
 		}
 	})

@@ -21,17 +21,29 @@ import (
 type logQueue struct {
 	mu    sync.Mutex
 	lines []logEntry
-	due   tickDue // set for each line, so the next tick flushes it
+	due   tickFlags // set for each line, so the next tick flushes it
 }
 
-// tickDue points at the instance's tick_due flag in C memory (see plugin.c): setting it makes the next
-// tick call goTick. A nil tickDue does nothing.
-type tickDue struct{ p *C.int }
+// tickFlags points at the instance's tick flags in C memory (see struct instance in plugin.c). A nil
+// tickFlags does nothing.
+type tickFlags struct{ p *C.int }
 
-func (d tickDue) set() {
-	if d.p != nil {
-		atomic.StoreInt32((*int32)(unsafe.Pointer(d.p)), 1)
+// set makes the next tick call goTick.
+func (f tickFlags) set() {
+	if f.p != nil {
+		atomic.OrInt32((*int32)(unsafe.Pointer(f.p)), C.OAUTH2_TICK_WORK)
 	}
+}
+
+// ring makes the next tick call goTick and says whether the doorbell must ring: only for the first
+// answer since the last tick, since one wake-up collects them all. Every tick clears the flags, so the
+// next answer after it rings again.
+func (f tickFlags) ring() bool {
+	if f.p == nil {
+		return false
+	}
+	old := atomic.OrInt32((*int32)(unsafe.Pointer(f.p)), C.OAUTH2_TICK_WORK|C.OAUTH2_TICK_RUNG)
+	return old&C.OAUTH2_TICK_RUNG == 0
 }
 
 type logEntry struct {

@@ -19,10 +19,12 @@ struct instance {
 	uintptr_t handle; // cgo.Handle of the Go instance
 	int connect_registered;
 	int acl_registered;
-	// tick_due is set by Go (atomically) when the next tick has work: queued log lines, delayed answers,
-	// kicks. A tick without work does not enter Go: under load the broker ticks once per turn of its
-	// loop, and a cgo call each time cost more than the plugin's ACL checks.
-	int tick_due;
+	// tick_flags is set by Go (atomically, see plugin/broker.go): OAUTH2_TICK_WORK when the next tick has
+	// work (log lines, delayed answers, kicks, sessions to forget), OAUTH2_TICK_RUNG when the doorbell
+	// rang since the last tick. Every tick clears both; only a tick with work enters Go. Under load the
+	// broker ticks once per turn of its loop, and a cgo call each time cost more than the ACL checks.
+	// It is allocated on its own and never freed: goroutines still running at cleanup may set it.
+	int *tick_flags;
 };
 
 // Mosquitto 2.1's delayed-auth calls, resolved once at the first init: the same .so serves 2.0, which
@@ -81,7 +83,9 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 		return ed->access == MOSQ_ACL_UNSUBSCRIBE ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
 	}
 	// The length is taken here so that Go can read the topic in place, without a copy per message.
-	return goACLCheck(inst->handle, ed->client, (char *)ed->topic, strlen(ed->topic), ed->access, ed->qos, ed->retain);
+	const char *id = mosquitto_client_id(ed->client);
+	return goACLCheck(inst->handle, ed->client, (char *)id, id != NULL ? strlen(id) : 0, (char *)ed->topic,
+		strlen(ed->topic), ed->access, ed->qos, ed->retain);
 }
 
 static int on_disconnect(int event, void *event_data, void *userdata)
@@ -132,9 +136,10 @@ static int on_tick(int event, void *event_data, void *userdata)
 		add_sa_onstack();
 		signals_fixed = 1;
 	}
-	// 2.1 reads this field as next_ms, the longest it may wait before the next tick; 2.0 ignores it.
+	// 2.1 reads this field as next_ms, the least time before the next tick (see tickNoMinimum in
+	// plugin.go); 2.0 ignores it.
 	ed->next_ns = 0;
-	if (__atomic_exchange_n(&inst->tick_due, 0, __ATOMIC_ACQ_REL)) {
+	if (__atomic_exchange_n(inst->tick_flags, 0, __ATOMIC_ACQ_REL) & OAUTH2_TICK_WORK) {
 		ed->next_ns = goTick(inst->handle);
 	}
 	return MOSQ_ERR_SUCCESS;
@@ -170,9 +175,14 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 		return MOSQ_ERR_NOMEM;
 	}
 	inst->id = identifier;
+	inst->tick_flags = calloc(1, sizeof(*inst->tick_flags));
+	if (inst->tick_flags == NULL) {
+		free(inst);
+		return MOSQ_ERR_NOMEM;
+	}
 	int delay = oauth2_delay_available();
 	int acl = 0;
-	int rc = goPluginInit(opts, opt_count, delay, &inst->handle, &acl, &inst->tick_due);
+	int rc = goPluginInit(opts, opt_count, delay, &inst->handle, &acl, inst->tick_flags);
 	if (rc != MOSQ_ERR_SUCCESS) {
 		free(inst);
 		return rc;

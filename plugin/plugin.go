@@ -54,15 +54,35 @@ type instance struct {
 	// pull the client out from under the broker while it is still setting it up.
 	kicks []string
 	// due makes the next tick call goTick; set whenever work for it is queued.
-	due tickDue
+	due tickFlags
+	// v21: the broker is Mosquitto 2.1 (it has delayed basic auth), whose DISCONNECT fires only for
+	// sessions that end.
+	v21 bool
+	// byID is the connection each admitted client id has its session on; forgotten lists sessions to
+	// drop at the next tick (see goDisconnect). Broker thread only.
+	byID      map[string]*C.struct_mosquitto
+	forgotten []forgotten
+	// pending is the attempt number of each client id's delayed check; attempts counts them. A late
+	// answer for a connection that left must not complete a new one with the same id. Broker thread only.
+	pending  map[string]uint64
+	attempts uint64
 	// bell wakes the broker when a delayed answer is ready (see package doorbell). It is made on the
 	// broker thread at the first delayed check, once a listener port is known, and read by goroutines.
 	bell atomic.Pointer[doorbell.Bell]
 }
 
-// ring wakes the broker to collect a delayed answer; it runs on the goroutine that produced it.
+// forgotten is a session to drop at the next tick, unless its connection has another one by then.
+type forgotten struct {
+	client  *C.struct_mosquitto
+	session *auth.Session
+}
+
+// ring wakes the broker to collect a delayed answer or a kick, once per tick however many there are;
+// it may run on any goroutine.
 func (inst *instance) ring() {
-	inst.due.set()
+	if !inst.due.ring() {
+		return
+	}
 	if b := inst.bell.Load(); b != nil {
 		b.Ring()
 	}
@@ -87,7 +107,7 @@ func (inst *instance) ensureBell(client *C.struct_mosquitto) {
 }
 
 //export goPluginInit
-func goPluginInit(opts *C.struct_mosquitto_opt, count C.int, delayAvailable C.int, handle *C.uintptr_t, aclChecks *C.int, tickDueFlag *C.int) (rc C.int) {
+func goPluginInit(opts *C.struct_mosquitto_opt, count C.int, delayAvailable C.int, handle *C.uintptr_t, aclChecks *C.int, tickFlagsPtr *C.int) (rc C.int) {
 	defer recoverTo(&rc, C.MOSQ_ERR_UNKNOWN, "plugin init")
 	cfg, err := config.Parse(copyOptions(opts, count))
 	if err != nil {
@@ -97,15 +117,16 @@ func goPluginInit(opts *C.struct_mosquitto_opt, count C.int, delayAvailable C.in
 	// Delayed checks need the broker's delayed basic auth (2.1) and no defer policy after
 	// verification; otherwise checks run on the broker thread, on blocking sockets.
 	delay := delayAvailable != 0 && auth.CanDelay(cfg)
-	due := tickDue{tickDueFlag}
+	due := tickFlags{tickFlagsPtr}
 	log := &logQueue{due: due}
 	engine, err := auth.New(cfg, log, !delay)
 	if err != nil {
 		logLine(auth.LevelError, "configuration error: "+err.Error())
 		return C.MOSQ_ERR_INVAL
 	}
-	inst := &instance{engine: engine, log: log, delay: delay, due: due,
-		accepted: make(map[string]auth.Decision), sessions: make(map[*C.struct_mosquitto]*auth.Session)}
+	inst := &instance{engine: engine, log: log, delay: delay, due: due, v21: delayAvailable != 0,
+		accepted: make(map[string]auth.Decision), sessions: make(map[*C.struct_mosquitto]*auth.Session),
+		byID: make(map[string]*C.struct_mosquitto), pending: make(map[string]uint64)}
 	if engine.AuthorizesTopics() {
 		*aclChecks = 1
 	}
@@ -151,7 +172,7 @@ func goBasicAuth(handle C.uintptr_t, client *C.struct_mosquitto, username, passw
 	}
 	// This connection's previous answer, if any (Mosquitto's re-check on SIGHUP), no longer holds; and an
 	// address freed by an earlier client must not lend its session to this one.
-	delete(inst.sessions, client)
+	inst.drop(client)
 	if b := inst.bell.Load(); b != nil && b.Matches(req.ClientID, req.Password, req.Address) {
 		return C.MOSQ_ERR_SUCCESS
 	}
@@ -166,6 +187,9 @@ func goBasicAuth(handle C.uintptr_t, client *C.struct_mosquitto, username, passw
 			}
 		}
 		inst.ensureBell(client)
+		inst.attempts++
+		req.Attempt = inst.attempts
+		inst.pending[req.ClientID] = req.Attempt
 		inst.engine.Start(req)
 		return C.OAUTH2_ERR_AUTH_DELAYED
 	}
@@ -179,11 +203,35 @@ func goBasicAuth(handle C.uintptr_t, client *C.struct_mosquitto, username, passw
 // broker's re-check on SIGHUP expects an answer, and the client must keep its name), and not for a
 // renamed client resuming a persistent session: the broker re-checks its queued messages before the
 // CONNECT event that would give it its name, and would drop them.
+// The same holds for a persistent client when ACL sessions are on: its queued messages would be checked
+// before it has one.
 func (inst *instance) delayable(client *C.struct_mosquitto, req auth.Request) bool {
 	if req.ClientID == "" || C.oauth2_client_registered(client) != 0 {
 		return false
 	}
-	return !inst.engine.RenamesClients() || bool(C.mosquitto_client_clean_session(client))
+	return !(inst.engine.RenamesClients() || inst.engine.AuthorizesTopics()) || bool(C.mosquitto_client_clean_session(client))
+}
+
+// admit gives client its ACL session. An older connection with the same client id (a takeover, or a
+// persistent session's connection that was never freed from our maps) loses its own.
+func (inst *instance) admit(client *C.struct_mosquitto, s *auth.Session) {
+	if old, ok := inst.byID[s.ClientID()]; ok && old != client {
+		inst.drop(old)
+	}
+	inst.sessions[client] = s
+	inst.byID[s.ClientID()] = client
+}
+
+// drop removes the session of client, if any.
+func (inst *instance) drop(client *C.struct_mosquitto) {
+	s, ok := inst.sessions[client]
+	if !ok {
+		return
+	}
+	delete(inst.sessions, client)
+	if inst.byID[s.ClientID()] == client {
+		delete(inst.byID, s.ClientID())
+	}
 }
 
 // answer applies a decision to a client in BASIC_AUTH and maps it to the broker's code.
@@ -195,7 +243,7 @@ func (inst *instance) answer(client *C.struct_mosquitto, clientID string, d auth
 		}
 	}
 	if d.Result == auth.Allow && d.Session != nil {
-		inst.sessions[client] = d.Session
+		inst.admit(client, d.Session)
 	}
 	switch d.Result {
 	case auth.Allow:
@@ -216,11 +264,15 @@ func goTick(handle C.uintptr_t) (next C.long) {
 	defer recoverTo(nil, 0, "tick")
 	inst := cgo.Handle(handle).Value().(*instance)
 	defer inst.log.flush()
+	for _, f := range inst.forgotten {
+		if inst.sessions[f.client] == f.session {
+			inst.drop(f.client)
+		}
+	}
+	clear(inst.forgotten)
+	inst.forgotten = inst.forgotten[:0]
 	if !inst.delay {
 		return next
-	}
-	if b := inst.bell.Load(); b != nil {
-		b.Rearm()
 	}
 	for _, id := range inst.kicks {
 		kick(id)
@@ -237,10 +289,29 @@ func goTick(handle C.uintptr_t) (next C.long) {
 	return next
 }
 
-// complete hands one delayed answer to the broker. mosquitto_complete_basic_auth looks the client up by
-// id, so a client that left meanwhile is simply not found. On success the broker fires the CONNECT event
-// from inside the call, where goConnect applies the username.
+// complete hands one delayed answer to the broker; see completeOne. A panic refuses that client and
+// leaves the other answers of the tick to be given.
 func (inst *instance) complete(c auth.Completion) {
+	defer func() {
+		if r := recover(); r != nil {
+			logLine(auth.LevelError, fmt.Sprintf("internal error completing client %q: %v", c.ClientID, r))
+			id := C.CString(c.ClientID)
+			defer C.free(unsafe.Pointer(id))
+			C.oauth2_complete_basic_auth(id, C.MOSQ_ERR_AUTH)
+		}
+	}()
+	inst.completeOne(c)
+}
+
+// completeOne hands one delayed answer to the broker. mosquitto_complete_basic_auth looks the client up
+// by id, so a client that left meanwhile is simply not found, and an answer for an earlier connection
+// with the same id is dropped (the later one's own answer follows). On success the broker fires the
+// CONNECT event from inside the call, where goConnect applies the username and the ACL session.
+func (inst *instance) completeOne(c auth.Completion) {
+	if inst.pending[c.ClientID] != c.Attempt {
+		return
+	}
+	delete(inst.pending, c.ClientID)
 	rc := C.int(C.MOSQ_ERR_AUTH)
 	if c.Decision.Result == auth.Allow {
 		rc = C.MOSQ_ERR_SUCCESS
@@ -270,33 +341,38 @@ func goConnect(handle C.uintptr_t, client *C.struct_mosquitto) {
 	}
 	delete(inst.accepted, id)
 	if d.Session != nil {
-		inst.sessions[client] = d.Session
+		inst.admit(client, d.Session)
 	}
 	if !d.Rename {
 		return
 	}
 	if err := setUsername(client, d.Username); err != nil {
-		delete(inst.sessions, client)
+		inst.drop(client)
 		inst.log.Log(auth.LevelError, fmt.Sprintf("client %q: %v; disconnecting it", id, err))
 		inst.kicks = append(inst.kicks, id)
-		inst.due.set()
+		inst.ring()
 	}
 }
 
 // goACLCheck decides one ACL check from the client's session, in memory. It runs for every PUBLISH and
-// every delivery, so it reads the topic in place (topic and topicLen from the broker, valid during the
-// call) and allocates nothing. A panic denies, except for UNSUBSCRIBE, which must always succeed.
+// every delivery, so it reads the client id and topic in place (from the broker, valid during the call)
+// and allocates nothing. A session made for another client id is not used: an address can be reused by
+// a client this plugin never saw. A panic denies, except for UNSUBSCRIBE, which must always succeed.
 //
 //export goACLCheck
-func goACLCheck(handle C.uintptr_t, client *C.struct_mosquitto, topic *C.char, topicLen C.size_t, access C.int, qos C.uint8_t, retain C.bool) (rc C.int) {
+func goACLCheck(handle C.uintptr_t, client *C.struct_mosquitto, clientID *C.char, idLen C.size_t, topic *C.char, topicLen C.size_t, access C.int, qos C.uint8_t, retain C.bool) (rc C.int) {
 	failRC := C.int(C.MOSQ_ERR_ACL_DENIED)
 	if access == C.MOSQ_ACL_UNSUBSCRIBE {
 		failRC = C.MOSQ_ERR_SUCCESS
 	}
 	defer recoverTo(&rc, failRC, "ACL check")
 	inst := cgo.Handle(handle).Value().(*instance)
+	s := inst.sessions[client]
+	if s != nil && s.ClientID() != unsafe.String((*byte)(unsafe.Pointer(clientID)), int(idLen)) {
+		s = nil
+	}
 	t := unsafe.String((*byte)(unsafe.Pointer(topic)), int(topicLen))
-	switch inst.engine.Authorize(inst.sessions[client], acl.Access(access), t, byte(qos), bool(retain)) {
+	switch inst.engine.Authorize(s, acl.Access(access), t, byte(qos), bool(retain)) {
 	case auth.Allow:
 		return C.MOSQ_ERR_SUCCESS
 	case auth.Defer:
@@ -305,19 +381,23 @@ func goACLCheck(handle C.uintptr_t, client *C.struct_mosquitto, topic *C.char, t
 	return C.MOSQ_ERR_ACL_DENIED
 }
 
-// goDisconnect forgets the ACL session of a connection that ends for good. A persistent session
-// (clean session off) keeps it: the broker goes on queueing messages for the offline client and checks
-// each against it, until the token's exp. Mosquitto 2.1 fires DISCONNECT only for sessions that end; on
-// 2.0 it fires for all. A kept entry whose client is freed later is replaced when its address is reused,
-// since every new connection's BASIC_AUTH clears its entry first.
+// goDisconnect forgets the ACL session of a connection that ends for good, at the next tick: the broker
+// sends the client's Will after this event, and its check needs the session. Mosquitto 2.1 fires
+// DISCONNECT only for sessions that end. 2.0 fires it for persistent sessions too, whose session is
+// kept there while the broker queues messages for the offline client (until the token's exp); it goes
+// when the client id is admitted again. Checks compare the client id, so an address reused by a client
+// this plugin did not admit never gets a session that was left behind.
 //
 //export goDisconnect
 func goDisconnect(handle C.uintptr_t, client *C.struct_mosquitto) {
 	defer recoverTo(nil, 0, "disconnect")
 	inst := cgo.Handle(handle).Value().(*instance)
-	if C.mosquitto_client_clean_session(client) {
-		delete(inst.sessions, client)
+	s, ok := inst.sessions[client]
+	if !ok || (!inst.v21 && !bool(C.mosquitto_client_clean_session(client))) {
+		return
 	}
+	inst.forgotten = append(inst.forgotten, forgotten{client, s})
+	inst.due.set()
 }
 
 // recoverTo turns a panic into a log line and, when rc is not nil, the fail-closed code failRC.

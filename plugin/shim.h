@@ -19,6 +19,10 @@ struct oauth2_evt_connect {
 	void *future2[4];
 };
 
+// Bits of an instance's tick flags (see struct instance in plugin.c).
+#define OAUTH2_TICK_WORK 1
+#define OAUTH2_TICK_RUNG 2
+
 // oauth2_log logs one line through the broker. mosquitto_log_printf is variadic, which cgo cannot call,
 // and msg must never be used as a format string.
 void oauth2_log(int level, const char *msg);

@@ -3,6 +3,9 @@
 package e2e
 
 import (
+	"fmt"
+	"io"
+	"net"
 	"testing"
 	"time"
 )
@@ -104,6 +107,22 @@ func TestClaimACLs(t *testing.T) {
 		own := connectAs(t, b, e, "dev7", "carol", "carol-secret")
 		expectPublish(t, own, "devices/dev7/cmd", true)
 	})
+	t.Run("Will of a client that vanishes is checked with its rights", func(t *testing.T) {
+		expectSubscribe(t, carol, "fleet/carol/#", true)
+		conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", b.Port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok := e.idp.Token("carol", "carol-secret", "")
+		conn.Write(connectPacket("carol-will", tok, "fleet/carol/status", "gone"))
+		connack := make([]byte, 4)
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadFull(conn, connack); err != nil || connack[3] != 0 {
+			t.Fatalf("CONNACK %x, %v", connack, err)
+		}
+		conn.Close() // no DISCONNECT: the broker sends the Will
+		carol.Expect(t, "fleet/carol/status gone")
+	})
 	t.Run("no delivery once the token has expired", func(t *testing.T) {
 		shorty := connectAs(t, b, e, "shorty-1", "shorty", "shorty-secret") // tokens live 2 s
 		expectSubscribe(t, shorty, "short/#", true)
@@ -136,12 +155,14 @@ func TestACLNoMatchDefersToACLFile(t *testing.T) {
 	b.Alive()
 }
 
-// The case of the plugin API reference, §8: without username replacement, %u is the name the client
-// sent, and "alice/evil" must not reach alice's tree through "users/%u/#".
+// The case of the plugin API reference, §8: with username validation, %u is the name the client sent
+// once the token vouched for it, and a token for "alice/evil" must not reach alice's tree through
+// "users/%u/#".
 func TestACLNameCannotCrossTenants(t *testing.T) {
 	e := newEnv(t)
-	b := e.broker(t, "", "acl_rule", "allow all users/%u/#")
-	tok := e.idp.Token("carol", "carol-secret", "")
+	b := e.broker(t, "", "acl_rule", "allow all users/%u/#",
+		"username_validation", "true", "username_validation_template", "%%oidc-username%%", "username_validation_error", "deny")
+	tok := e.idp.Token("mallory", "mallory-secret", "") // its username claim is alice/evil
 	for _, p := range protocols {
 		c, rc := p.connect(t, b.Port, "mallory-"+p.name, "alice/evil", tok)
 		if rc != 0 {
@@ -154,7 +175,7 @@ func TestACLNameCannotCrossTenants(t *testing.T) {
 			t.Errorf("%s: alice/evil subscribed to users/alice/evil/#", p.name)
 		}
 	}
-	ok, rc := connect5(t, b.Port, "alice-ok", "alice", tok)
+	ok, rc := connect5(t, b.Port, "alice-ok", "alice", e.idp.Token("alice", aliceSecret, ""))
 	if rc != 0 {
 		t.Fatalf("CONNACK %#x", rc)
 	}

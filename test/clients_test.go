@@ -172,11 +172,19 @@ var protocols = []struct {
 }
 
 // connectPacket is a raw MQTT 3.1.1 CONNECT with clean session, username "device" and the given
-// password, for clients that must leave before their CONNACK.
-func connectPacket(clientID, password string) []byte {
+// password, for clients that must leave before their CONNACK or without a DISCONNECT. will, when
+// given, is the topic and message of a QoS 0 Will.
+func connectPacket(clientID, password string, will ...string) []byte {
 	str := func(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
-	body := append(str("MQTT"), 4, 0xC2, 0, 60) // level 4; flags: username, password, clean session; keepalive 60
+	flags := byte(0xC2) // username, password, clean session
+	if len(will) == 2 {
+		flags |= 0x04
+	}
+	body := append(str("MQTT"), 4, flags, 0, 60) // level 4; keepalive 60
 	body = append(body, str(clientID)...)
+	if len(will) == 2 {
+		body = append(append(body, str(will[0])...), str(will[1])...)
+	}
 	body = append(body, str("device")...)
 	body = append(body, str(password)...)
 	pkt := []byte{0x10}

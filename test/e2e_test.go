@@ -55,6 +55,8 @@ func TestBadOptionStopsBroker(t *testing.T) {
 		{"bad timeout", []string{"timeout", "soon"}, "timeout"},
 		{"bad placeholder", []string{"username_replacement", "true", "username_replacement_template", "%%oidc-user%%"}, "username_replacement_template"},
 		{"missing ca file", []string{"ca_file", "/nonexistent/ca.pem"}, "ca_file"},
+		{"%u not from the token", []string{"acl_rule", "allow all users/%u/#"}, "acl_rule"},
+		{"bad acl rule", []string{"acl_rule", "allow all a/#/b"}, "acl_rule"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -83,10 +83,22 @@ func TestJWTVerification(t *testing.T) {
 	})
 	t.Run("keys rotated", func(t *testing.T) {
 		// test/idp makes new keys each start. The plugin fetches keys for an unknown kid at most once per
-		// 5 s, and fetched them at start-up.
+		// 5 s, and fetched them at start-up. On 2.1 the first token with a new kid waits for the fetch; on
+		// 2.0 it starts the fetch and is refused, so the broker thread never waits while it holds keys.
 		e.idp.start()
 		time.Sleep(time.Until(started.Add(6 * time.Second)))
-		checkRenamedFromJWT(t, b, "rotated-rs", token("urn:mqtt:rs256"))
+		rs := token("urn:mqtt:rs256")
+		_, rc := connect5(t, b.Port, "rotated-first", "device", rs)
+		if rc != 0 && rc != notAuthorized {
+			t.Fatalf("first token with a new kid: CONNACK %#x", rc)
+		}
+		for deadline := time.Now().Add(10 * time.Second); strings.Count(b.Log(), "signing keys from") < 2; {
+			if time.Now().After(deadline) {
+				t.Fatalf("no second key fetch logged:\n%s", b.Log())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		checkRenamedFromJWT(t, b, "rotated-rs", rs)
 		checkRenamedFromJWT(t, b, "rotated-es", token("urn:mqtt:es256"))
 		if n := strings.Count(b.Log(), "signing keys from"); n != 2 {
 			t.Errorf("%d key set changes logged, want 2 (start-up, rotation):\n%s", n, b.Log())
