@@ -101,7 +101,7 @@ func (i *fakeIdP) introspect(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.Header().Set("Content-Type", "application/json")
-	fmt.Fprintf(w, `{"active":true,"sub":"x","tenant":"acme","exp":%d}`, time.Now().Add(time.Hour).Unix())
+	fmt.Fprintf(w, `{"active":true,"sub":"x","username":%q,"tenant":%q,"exp":%d}`, msgPubUser, msgTenant, time.Now().Add(time.Hour).Unix())
 }
 
 // tokenDelay is the extra wait for the stall rows' special tokens.

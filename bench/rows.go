@@ -135,11 +135,13 @@ func (e *env) aclFileConf() (string, error) {
 	return "allow_anonymous true\nacl_file " + path + "\n", nil
 }
 
-// aclPluginConf is the same policy as aclFileConf in the plugin's claim rules, the tenant coming from
-// the token (the fake IdP's answers carry "tenant": "acme").
+// aclPluginConf is the same policy as aclFileConf in the plugin's claim rules, the tenant and the
+// username coming from the token (the fake IdP's answers carry "tenant": "acme" and "username":
+// "dev-1"; %u needs a username from the token).
 func (e *env) aclPluginConf() (string, error) {
 	conf, err := e.pluginConf()
-	return conf + "plugin_opt_acl_rule allow publish tenants/%%claim:tenant%%/%u/#\n" +
+	return conf + "plugin_opt_username_replacement true\nplugin_opt_username_replacement_template %%oidc-username%%\n" +
+		"plugin_opt_acl_rule allow publish tenants/%%claim:tenant%%/%u/#\n" +
 		"plugin_opt_acl_rule allow subscribe tenants/%%claim:tenant%%/#\n", err
 }
 
