@@ -33,13 +33,18 @@ const redialAfter = 10 * time.Second
 type Bell struct {
 	ID     string // the MQTT client id the bell connects with
 	secret string
+	addr   string
 	dial   func() (net.Conn, error)
+	// Log, when set before the first Ring, receives a line when the bell cannot connect and when it
+	// connects again: once per change, from a background goroutine.
+	Log func(msg string)
 
 	mu       sync.Mutex
 	conn     net.Conn
 	dialling bool
 	retryAt  time.Time
 	closed   bool
+	failing  bool // the last dial failed
 }
 
 // New makes a bell that connects to addr (host:port of a plain-TCP listener) when first rung.
@@ -55,6 +60,7 @@ func New(addr string) (*Bell, error) {
 	return &Bell{
 		ID:     "oauth2-doorbell-" + id,
 		secret: secret,
+		addr:   addr,
 		dial:   func() (net.Conn, error) { return net.DialTimeout("tcp", addr, 2*time.Second) },
 	}, nil
 }
@@ -124,6 +130,9 @@ func (b *Bell) connectLocked() {
 			if conn != nil {
 				conn.Close()
 			}
+			if err != nil {
+				b.failedLocked(err)
+			}
 			return
 		}
 		b.conn = conn
@@ -131,10 +140,37 @@ func (b *Bell) connectLocked() {
 	}()
 }
 
-// discard reads and drops what the broker sends (CONNACK, PINGRESPs) until the connection ends, so
-// the broker never blocks writing to the bell.
+// failedLocked records that the bell could not get in, and says so once until it gets in again.
+func (b *Bell) failedLocked(err error) {
+	if !b.failing && b.Log != nil {
+		b.Log(fmt.Sprintf("doorbell: cannot connect to %s (%v): delayed answers wait for the broker's own wake-ups; retrying every %v",
+			b.addr, err, redialAfter))
+	}
+	b.failing = true
+}
+
+// discard checks the broker's CONNACK, then reads and drops what it sends (PINGRESPs) until the
+// connection ends, so the broker never blocks writing to the bell.
 func (b *Bell) discard(conn net.Conn) {
-	io.Copy(io.Discard, conn)
+	connack := make([]byte, 4)
+	_, err := io.ReadFull(conn, connack)
+	if err == nil && (connack[0] != 0x20 || connack[3] != 0) {
+		err = fmt.Errorf("CONNACK %x", connack)
+	}
+	b.mu.Lock()
+	switch {
+	case err != nil && !b.closed:
+		b.failedLocked(err)
+	case err == nil && b.failing:
+		b.failing = false
+		if b.Log != nil {
+			b.Log("doorbell: connected to " + b.addr)
+		}
+	}
+	b.mu.Unlock()
+	if err == nil {
+		io.Copy(io.Discard, conn)
+	}
 	b.drop(conn)
 }
 

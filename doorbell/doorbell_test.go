@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -118,6 +120,9 @@ func TestUnreachableBrokerIsNotRedialledAtOnce(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close() // nothing listens there now
 	b, _ := New(addr)
+	var logged []string
+	var mu sync.Mutex
+	b.Log = func(msg string) { mu.Lock(); logged = append(logged, msg); mu.Unlock() }
 	dials := 0
 	dial := b.dial
 	b.dial = func() (net.Conn, error) { dials++; return dial() }
@@ -127,6 +132,11 @@ func TestUnreachableBrokerIsNotRedialledAtOnce(t *testing.T) {
 	}
 	if dials != 1 {
 		t.Errorf("%d dials to a broker that refused the first", dials)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(logged) != 1 || !strings.Contains(logged[0], "cannot connect to "+addr) {
+		t.Errorf("logged %q, want one line saying the bell cannot connect", logged)
 	}
 }
 
@@ -143,5 +153,45 @@ func TestConnectPacketLength(t *testing.T) {
 	}
 	if n != len(p)-i-1 {
 		t.Errorf("remaining length %d, body %d bytes", n, len(p)-i-1)
+	}
+}
+
+// A listener that takes the TCP connection but never answers the CONNECT (TLS only, say) is reported
+// once, like one that refuses connections.
+func TestListenerWithoutCONNACKIsReported(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	b, _ := New(l.Addr().String())
+	logged := make(chan string, 10)
+	b.Log = func(msg string) { logged <- msg }
+	defer b.Close()
+	for range 5 {
+		b.Ring()
+		time.Sleep(20 * time.Millisecond)
+	}
+	select {
+	case msg := <-logged:
+		if !strings.Contains(msg, "cannot connect") {
+			t.Errorf("logged %q", msg)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing logged")
+	}
+	select {
+	case msg := <-logged:
+		t.Errorf("logged twice: %q", msg)
+	case <-time.After(100 * time.Millisecond):
 	}
 }
