@@ -163,6 +163,7 @@ func newEngine(cfg *config.Config, intro Verifier, jv *jwt.Verifier, log Logger,
 	e.v = &verifier{
 		intro:    intro,
 		jwt:      jv,
+		skew:     cfg.JWTClockSkew,
 		cache:    cache.New[verdict](entries, now),
 		ttl:      cfg.CacheTTL,
 		negTTL:   cfg.NegativeCacheTTL,
@@ -315,12 +316,7 @@ func (e *Engine) decide(req Request, vd verdict) Decision {
 		if err != nil {
 			return e.refuse(req, c.TokenVerificationError, err.Error())
 		}
-		s := &Session{clientID: req.ClientID, grants: grants}
-		if !vd.expiry.IsZero() {
-			// The same leeway the token was accepted with: a client let in within it keeps its rights.
-			s.expiry = vd.expiry.Add(c.JWTClockSkew)
-		}
-		d.Session = s
+		d.Session = &Session{clientID: req.ClientID, grants: grants, expiry: vd.expiry}
 	}
 	return d
 }

@@ -44,6 +44,7 @@ type call struct {
 type verifier struct {
 	intro    Verifier      // nil without introspection_endpoint
 	jwt      *jwt.Verifier // nil unless jwt_verification
+	skew     time.Duration // jwt_clock_skew
 	cache    *cache.Cache[verdict]
 	ttl      time.Duration
 	negTTL   time.Duration
@@ -99,7 +100,7 @@ var errNotRoutable = fmt.Errorf("%w: not a JWT of jwt_issuer, and no introspecti
 func (v *verifier) route(ctx context.Context, token string) (introspect.Result, error) {
 	if v.jwt != nil && v.jwt.Issued(token) {
 		r, err := v.jwt.Verify(ctx, token)
-		return introspect.Result{Claims: r.Claims, Expiry: r.Expiry}, err
+		return v.jwtResult(r), err
 	}
 	if v.intro == nil {
 		return introspect.Result{}, errNotRoutable
@@ -123,8 +124,18 @@ func (v *verifier) held(k cache.Key, token string) (vd verdict, ok bool) {
 	if !ok {
 		return verdict{}, false
 	}
-	vd, err = v.record(k, introspect.Result{Claims: r.Claims, Expiry: r.Expiry}, err)
+	vd, err = v.record(k, v.jwtResult(r), err)
 	return vd, err == nil
+}
+
+// jwtResult is a verified JWT as the cache and sessions see it: valid until its exp plus the clock skew
+// it was accepted with, the time a fresh check would start refusing it.
+func (v *verifier) jwtResult(r jwt.Result) introspect.Result {
+	res := introspect.Result{Claims: r.Claims}
+	if !r.Expiry.IsZero() {
+		res.Expiry = r.Expiry.Add(v.skew)
+	}
+	return res
 }
 
 // invalid reports whether err refuses the token itself, as opposed to the IdP failing to answer.

@@ -103,6 +103,7 @@ func (inst *instance) ensureBell(client *C.struct_mosquitto) {
 		inst.log.Log(auth.LevelWarning, "no doorbell, delayed answers wait for the broker's own tick: "+err.Error())
 		return
 	}
+	b.Log = func(msg string) { inst.log.Log(auth.LevelWarning, msg) }
 	inst.bell.Store(b)
 }
 
@@ -172,6 +173,7 @@ func goBasicAuth(handle C.uintptr_t, client *C.struct_mosquitto, username, passw
 	}
 	// This connection's previous answer, if any (Mosquitto's re-check on SIGHUP), no longer holds; and an
 	// address freed by an earlier client must not lend its session to this one.
+	inst.dropForgotten()
 	inst.drop(client)
 	if b := inst.bell.Load(); b != nil && b.Matches(req.ClientID, req.Password, req.Address) {
 		return C.MOSQ_ERR_SUCCESS
@@ -213,13 +215,35 @@ func (inst *instance) delayable(client *C.struct_mosquitto, req auth.Request) bo
 }
 
 // admit gives client its ACL session. An older connection with the same client id (a takeover, or a
-// persistent session's connection that was never freed from our maps) loses its own.
+// persistent session's connection that was never freed from our maps) loses its own, but not at once:
+// on a takeover the broker sends the old connection's Will after this BASIC_AUTH.
 func (inst *instance) admit(client *C.struct_mosquitto, s *auth.Session) {
 	if old, ok := inst.byID[s.ClientID()]; ok && old != client {
-		inst.drop(old)
+		inst.forget(old)
 	}
 	inst.sessions[client] = s
 	inst.byID[s.ClientID()] = client
+}
+
+// forget queues the session of client to be dropped after the broker is done with the connection's
+// Will: at the next tick, or at the start of the next BASIC_AUTH or DISCONNECT (2.0.11 to 2.0.14 send
+// no tick with per_listener_settings true), whichever comes first.
+func (inst *instance) forget(client *C.struct_mosquitto) {
+	if s, ok := inst.sessions[client]; ok {
+		inst.forgotten = append(inst.forgotten, forgotten{client, s})
+		inst.due.set()
+	}
+}
+
+// dropForgotten drops the sessions forget queued, unless their connection got another one since.
+func (inst *instance) dropForgotten() {
+	for _, f := range inst.forgotten {
+		if inst.sessions[f.client] == f.session {
+			inst.drop(f.client)
+		}
+	}
+	clear(inst.forgotten)
+	inst.forgotten = inst.forgotten[:0]
 }
 
 // drop removes the session of client, if any.
@@ -264,13 +288,7 @@ func goTick(handle C.uintptr_t) (next C.long) {
 	defer recoverTo(nil, 0, "tick")
 	inst := cgo.Handle(handle).Value().(*instance)
 	defer inst.log.flush()
-	for _, f := range inst.forgotten {
-		if inst.sessions[f.client] == f.session {
-			inst.drop(f.client)
-		}
-	}
-	clear(inst.forgotten)
-	inst.forgotten = inst.forgotten[:0]
+	inst.dropForgotten()
 	if !inst.delay {
 		return next
 	}
@@ -381,23 +399,22 @@ func goACLCheck(handle C.uintptr_t, client *C.struct_mosquitto, clientID *C.char
 	return C.MOSQ_ERR_ACL_DENIED
 }
 
-// goDisconnect forgets the ACL session of a connection that ends for good, at the next tick: the broker
-// sends the client's Will after this event, and its check needs the session. Mosquitto 2.1 fires
-// DISCONNECT only for sessions that end. 2.0 fires it for persistent sessions too, whose session is
-// kept there while the broker queues messages for the offline client (until the token's exp); it goes
-// when the client id is admitted again. Checks compare the client id, so an address reused by a client
-// this plugin did not admit never gets a session that was left behind.
+// goDisconnect forgets the ACL session of a connection that ends for good, after this event: the broker
+// sends the client's Will right after it, and the Will's check needs the session (see forget). Sessions
+// forgotten earlier go now: their Wills are sent. Mosquitto 2.1 fires DISCONNECT only for sessions that
+// end. 2.0 fires it for persistent sessions too (clean session off), whose session is kept there while
+// the broker queues messages for the offline client (until the token's exp); it goes when the client id
+// is admitted again. Checks compare the client id, so an address reused by a client this plugin did not
+// admit never gets a session that was left behind.
 //
 //export goDisconnect
 func goDisconnect(handle C.uintptr_t, client *C.struct_mosquitto) {
 	defer recoverTo(nil, 0, "disconnect")
 	inst := cgo.Handle(handle).Value().(*instance)
-	s, ok := inst.sessions[client]
-	if !ok || (!inst.v21 && !bool(C.mosquitto_client_clean_session(client))) {
-		return
+	inst.dropForgotten()
+	if inst.v21 || bool(C.mosquitto_client_clean_session(client)) {
+		inst.forget(client)
 	}
-	inst.forgotten = append(inst.forgotten, forgotten{client, s})
-	inst.due.set()
 }
 
 // recoverTo turns a panic into a log line and, when rc is not nil, the fail-closed code failRC.

@@ -109,19 +109,14 @@ func TestClaimACLs(t *testing.T) {
 	})
 	t.Run("Will of a client that vanishes is checked with its rights", func(t *testing.T) {
 		expectSubscribe(t, carol, "fleet/carol/#", true)
-		conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", b.Port))
-		if err != nil {
-			t.Fatal(err)
-		}
 		tok := e.idp.Token("carol", "carol-secret", "")
-		conn.Write(connectPacket("carol-will", tok, "fleet/carol/status", "gone"))
-		connack := make([]byte, 4)
-		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if _, err := io.ReadFull(conn, connack); err != nil || connack[3] != 0 {
-			t.Fatalf("CONNACK %x, %v", connack, err)
-		}
-		conn.Close() // no DISCONNECT: the broker sends the Will
+		connectWithWill(t, b, "carol-will", tok, "fleet/carol/status", "gone").Close() // no DISCONNECT
 		carol.Expect(t, "fleet/carol/status gone")
+		// A takeover sends the old connection's Will after the new one's CONNECT was authorized.
+		old := connectWithWill(t, b, "carol-take", tok, "fleet/carol/status", "taken over")
+		defer old.Close()
+		connectAs(t, b, e, "carol-take", "carol", "carol-secret")
+		carol.Expect(t, "fleet/carol/status taken over")
 	})
 	t.Run("no delivery once the token has expired", func(t *testing.T) {
 		shorty := connectAs(t, b, e, "shorty-1", "shorty", "shorty-secret") // tokens live 2 s
@@ -153,6 +148,23 @@ func TestACLNoMatchDefersToACLFile(t *testing.T) {
 	expectPublish(t, carol, "users/carol/secret/x", false)
 	alice.ExpectNothing(t)
 	b.Alive()
+}
+
+// connectWithWill connects a raw MQTT 3.1.1 client with a QoS 0 Will and returns its connection once
+// accepted.
+func connectWithWill(t *testing.T, b *broker, id, token, topic, msg string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", b.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Write(connectPacket(id, token, topic, msg))
+	connack := make([]byte, 4)
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(conn, connack); err != nil || connack[3] != 0 {
+		t.Fatalf("%s: CONNACK %x, %v", id, connack, err)
+	}
+	return conn
 }
 
 // The case of the plugin API reference, §8: with username validation, %u is the name the client sent
