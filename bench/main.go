@@ -42,7 +42,7 @@ func parseFlags() (options, error) {
 	flag.StringVar(&o.label, "label", "", "free text naming the broker build, printed in the header")
 	flag.StringVar(&o.label, "broker-label", "", "same as -label")
 	flag.DurationVar(&o.duration, "duration", 3*time.Second, "how long each connect row runs")
-	flag.IntVar(&o.workers, "workers", 8, "concurrent connecting clients per connect row")
+	flag.IntVar(&o.workers, "workers", 64, "concurrent connecting clients per connect row")
 	flag.Parse()
 	switch {
 	case o.duration <= 0 || o.duration > 10*time.Minute:
