@@ -9,9 +9,20 @@ import (
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/config"
 )
 
-// maxInFlight bounds the goroutines that talk to the IdP at once for delayed checks. More waiting
-// clients queue for a slot within their own deadline; the IdP is never hit by an unbounded burst.
-const maxInFlight = 64
+// maxInFlight is the number of workers that talk to the IdP for delayed checks: the IdP is never hit
+// by an unbounded burst. They live as long as the engine, so a check costs no new goroutine and no
+// stack growth (the HTTP client's stack is deep). More waiting clients queue, within their own
+// deadline, up to maxQueued; beyond that a check is refused at once.
+const (
+	maxInFlight = 64
+	maxQueued   = 1 << 14
+)
+
+// job is a delayed check waiting for a worker.
+type job struct {
+	req      Request
+	deadline time.Time
+}
 
 // Completion is the answer to a delayed check, to be handed to the broker on its own thread.
 type Completion struct {
@@ -24,7 +35,8 @@ type Completion struct {
 // answers until the broker thread collects them.
 type async struct {
 	timeout time.Duration
-	slots   chan struct{}
+	jobs    chan job
+	workers sync.Once
 	ctx     context.Context
 	stop    context.CancelFunc
 
@@ -40,7 +52,7 @@ func (e *Engine) OnCompletion(f func()) { e.async.notify = f }
 
 func (a *async) init(timeout time.Duration) {
 	a.timeout = timeout
-	a.slots = make(chan struct{}, maxInFlight)
+	a.jobs = make(chan job, maxQueued)
 	a.ctx, a.stop = context.WithCancel(context.Background())
 }
 
@@ -58,32 +70,62 @@ func CanDelay(c *config.Config) bool {
 // (a deny if the IdP did not answer in time).
 func (e *Engine) Start(req Request) {
 	a := &e.async
-	go func() {
-		ctx, cancel := context.WithTimeout(a.ctx, a.timeout)
-		defer cancel()
-		d := Decision{Result: Deny}
-		defer func() {
-			// A panic here would end the broker process: refuse the client instead, and still hand the
-			// answer over so the broker does not wait for it.
-			if r := recover(); r != nil {
-				d = Decision{Result: Deny}
-				e.log.Log(LevelError, fmt.Sprintf("internal error checking client %q: %v", req.ClientID, r))
-			}
-			a.mu.Lock()
-			a.done = append(a.done, Completion{ClientID: req.ClientID, Attempt: req.Attempt, Decision: d})
-			a.mu.Unlock()
-			if a.notify != nil {
-				a.notify()
-			}
-		}()
-		select {
-		case a.slots <- struct{}{}:
-			defer func() { <-a.slots }()
-			d = e.Authenticate(ctx, req)
-		case <-ctx.Done():
-			d = e.refuseAt(LevelWarning, req, config.Deny, "token verification failed: no free slot to ask the identity provider in time")
+	a.workers.Do(func() {
+		for range maxInFlight {
+			go e.work()
 		}
+	})
+	select {
+	case a.jobs <- job{req: req, deadline: time.Now().Add(a.timeout)}:
+	default:
+		a.finish(req, e.refuseAt(LevelWarning, req, config.Deny, "token verification failed: too many checks waiting for the identity provider"))
+	}
+}
+
+// work runs queued checks until Close. Checks still queued then are not answered: the broker is
+// shutting down.
+func (e *Engine) work() {
+	a := &e.async
+	for {
+		select {
+		case <-a.ctx.Done():
+			return
+		case j := <-a.jobs:
+			e.run(j)
+		}
+	}
+}
+
+// run does one delayed check and hands its answer over, whatever happens.
+func (e *Engine) run(j job) {
+	a := &e.async
+	d := Decision{Result: Deny}
+	defer func() {
+		// A panic here would end the broker process: refuse the client instead, and still hand the
+		// answer over so the broker does not wait for it.
+		if r := recover(); r != nil {
+			d = Decision{Result: Deny}
+			e.log.Log(LevelError, fmt.Sprintf("internal error checking client %q: %v", j.req.ClientID, r))
+		}
+		a.finish(j.req, d)
 	}()
+	ctx, cancel := context.WithDeadline(a.ctx, j.deadline)
+	defer cancel()
+	if ctx.Err() != nil {
+		d = e.refuseAt(LevelWarning, j.req, config.Deny, "token verification failed: no free slot to ask the identity provider in time")
+		return
+	}
+	d = e.Authenticate(ctx, j.req)
+}
+
+// finish queues the answer to req and wakes the plugin.
+func (a *async) finish(req Request, d Decision) {
+	a.mu.Lock()
+	a.done = append(a.done, Completion{ClientID: req.ClientID, Attempt: req.Attempt, Decision: d})
+	a.mu.Unlock()
+	if a.notify != nil {
+		a.notify()
+	}
 }
 
 // Completed moves the finished checks into dst and returns it. The broker thread calls it on every tick.
