@@ -59,7 +59,7 @@ type instance struct {
 	// sessions that end.
 	v21 bool
 	// byID is the connection each admitted client id has its session on; forgotten lists sessions to
-	// drop at the next tick (see goDisconnect). Broker thread only.
+	// drop once the broker is done with their connection's Will (see forget). Broker thread only.
 	byID      map[string]*C.struct_mosquitto
 	forgotten []forgotten
 	// pending is the attempt number of each client id's delayed check; attempts counts them. A late
@@ -71,7 +71,7 @@ type instance struct {
 	bell atomic.Pointer[doorbell.Bell]
 }
 
-// forgotten is a session to drop at the next tick, unless its connection has another one by then.
+// forgotten is a session to drop soon (see forget), unless its connection has another one by then.
 type forgotten struct {
 	client  *C.struct_mosquitto
 	session *auth.Session
