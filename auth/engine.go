@@ -200,6 +200,12 @@ func (e *Engine) Authenticate(ctx context.Context, req Request) Decision {
 	if d, ok := e.FromMemory(req); ok {
 		return d
 	}
+	return e.Verify(ctx, req)
+}
+
+// Verify decides req by verifying its token, for a caller that has just found FromMemory could not:
+// it spares the broker thread a second hash, cache lookup and JWT parse of the same token.
+func (e *Engine) Verify(ctx context.Context, req Request) Decision {
 	if _, ok := ctx.Deadline(); !ok {
 		// Bounds callers that join a request already in flight; background checks bring their own.
 		var cancel context.CancelFunc
@@ -216,8 +222,8 @@ func (e *Engine) Authenticate(ctx context.Context, req Request) Decision {
 // FromMemory decides req without any I/O when it can: a username that fails a placeholder-free
 // validation template, a missing token, a token in the cache, or a JWT of jwt_issuer signed with a key
 // already held (a signature check costs tens of microseconds, less than handing the check to another
-// goroutine). ok is false when the IdP must be asked. This is the whole cost of a reconnect with a known token, and of Mosquitto's re-check of every
-// client on SIGHUP.
+// goroutine). ok is false when the IdP must be asked. This is the whole cost of a reconnect with a known
+// token, and of Mosquitto's re-check of every client on SIGHUP.
 func (e *Engine) FromMemory(req Request) (d Decision, ok bool) {
 	c := e.cfg
 	val := c.ValidationTemplate

@@ -156,9 +156,6 @@ func (v *Verifier) Start() {
 // Close stops the background refresh.
 func (v *Verifier) Close() { v.stop() }
 
-// Fetches reports how many key set fetches were attempted, successful or not.
-func (v *Verifier) Fetches() int64 { return v.keys.fetches.Load() }
-
 // Issued reports whether token looks like a JWS from this verifier's issuer: three dot-separated
 // base64url parts whose payload is a JSON object with this iss. It checks nothing else: it only decides
 // whether the token is verified here or handed to introspection.

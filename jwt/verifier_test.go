@@ -381,7 +381,7 @@ func TestKeyRotation(t *testing.T) {
 	if _, err := f.verify(t, next.token(t, nil, f.claims(nil))); err != nil {
 		t.Fatalf("token signed with a rotated-in key: %v", err)
 	}
-	if got := f.v.Fetches(); got != 2 {
+	if got := f.v.keys.fetches.Load(); got != 2 {
 		t.Errorf("%d fetches, want 2 (first use, then the new kid)", got)
 	}
 }
@@ -391,7 +391,7 @@ func TestStartPrimesKeysInBackground(t *testing.T) {
 	f := setup(t, Config{}, rs)
 	f.v.Start()
 	deadline := time.Now().Add(5 * time.Second)
-	for f.v.Fetches() == 0 || len(f.v.keys.current()) == 0 {
+	for f.v.keys.fetches.Load() == 0 || len(f.v.keys.current()) == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("no keys 5 s after Start")
 		}

@@ -196,7 +196,7 @@ func goBasicAuth(handle C.uintptr_t, client *C.struct_mosquitto, username, passw
 		return C.OAUTH2_ERR_AUTH_DELAYED
 	}
 	if !known {
-		d = inst.engine.Authenticate(context.Background(), req)
+		d = inst.engine.Verify(context.Background(), req)
 	}
 	return inst.answer(client, req.ClientID, d)
 }
@@ -278,8 +278,8 @@ func (inst *instance) answer(client *C.struct_mosquitto, clientID string, d auth
 	return C.MOSQ_ERR_AUTH
 }
 
-// goTick runs on the broker thread, on ticks after work was queued for it (tick_due, see plugin.c): it
-// completes delayed checks, kicks, and writes queued log lines. It returns next_ms for Mosquitto 2.1
+// goTick runs on the broker thread, on ticks after work was queued for it (the tick flags, see plugin.c):
+// it drops forgotten sessions, completes delayed checks and kicks, and writes queued log lines. It returns next_ms for Mosquitto 2.1
 // (see tickNoMinimum).
 //
 //export goTick
