@@ -13,6 +13,7 @@ import (
 	"unsafe"
 
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/auth"
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/logtext"
 )
 
 // logQueue is the core's Logger. The broker's log function may only be called on the broker thread,
@@ -77,9 +78,11 @@ var brokerLevels = [...]C.int{
 	auth.LevelError:   C.MOSQ_LOG_ERR,
 }
 
-// logLine writes through the broker's log so log_dest and log_type apply. Broker thread only.
+// logLine writes through the broker's log so log_dest and log_type apply. Broker thread only. Values a
+// client or the IdP chose are quoted where the line is made; logtext.Line is the last guard, so no
+// line of ours can ever become two.
 func logLine(level auth.Level, msg string) {
-	cs := C.CString(msg)
+	cs := C.CString(logtext.Line(msg))
 	defer C.free(unsafe.Pointer(cs))
 	C.oauth2_log(brokerLevels[level], cs)
 }

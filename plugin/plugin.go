@@ -24,6 +24,7 @@ import (
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/auth"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/config"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/doorbell"
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/logtext"
 )
 
 // tickNoMinimum is the next_ms every tick returns. Mosquitto 2.1 takes it as the least time before it
@@ -184,7 +185,7 @@ func goBasicAuth(handle C.uintptr_t, client *C.struct_mosquitto, username, passw
 			// Until the answer names the client, it must not act under the name it chose: ACL checks
 			// that Mosquitto runs while completing the connection see an anonymous client instead.
 			if err := setUsername(client, ""); err != nil {
-				inst.log.Log(auth.LevelError, fmt.Sprintf("client %q: %v", req.ClientID, err))
+				inst.log.Log(auth.LevelError, fmt.Sprintf("client %s: %v", logtext.Quote(req.ClientID), err))
 				return C.MOSQ_ERR_AUTH
 			}
 		}
@@ -262,7 +263,7 @@ func (inst *instance) drop(client *C.struct_mosquitto) {
 func (inst *instance) answer(client *C.struct_mosquitto, clientID string, d auth.Decision) C.int {
 	if d.Rename && d.Result == auth.Allow {
 		if err := setUsername(client, d.Username); err != nil {
-			inst.log.Log(auth.LevelError, fmt.Sprintf("client %q: %v", clientID, err))
+			inst.log.Log(auth.LevelError, fmt.Sprintf("client %s: %v", logtext.Quote(clientID), err))
 			return C.MOSQ_ERR_AUTH
 		}
 	}
@@ -312,7 +313,7 @@ func goTick(handle C.uintptr_t) (next C.long) {
 func (inst *instance) complete(c auth.Completion) {
 	defer func() {
 		if r := recover(); r != nil {
-			logLine(auth.LevelError, fmt.Sprintf("internal error completing client %q: %v", c.ClientID, r))
+			logLine(auth.LevelError, fmt.Sprintf("internal error completing client %s: %v", logtext.Quote(c.ClientID), r))
 			id := C.CString(c.ClientID)
 			defer C.free(unsafe.Pointer(id))
 			C.oauth2_complete_basic_auth(id, C.MOSQ_ERR_AUTH)
@@ -366,7 +367,7 @@ func goConnect(handle C.uintptr_t, client *C.struct_mosquitto) {
 	}
 	if err := setUsername(client, d.Username); err != nil {
 		inst.drop(client)
-		inst.log.Log(auth.LevelError, fmt.Sprintf("client %q: %v; disconnecting it", id, err))
+		inst.log.Log(auth.LevelError, fmt.Sprintf("client %s: %v; disconnecting it", logtext.Quote(id), err))
 		inst.kicks = append(inst.kicks, id)
 		inst.ring()
 	}

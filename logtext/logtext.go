@@ -1,0 +1,90 @@
+// Package logtext makes text that a client, a token or an identity provider influenced safe to write
+// into the broker's log.
+//
+// Mosquitto writes each log line as it is, to files, syslog and $SYS topics. A client id, a claim, an
+// IdP's error body or a library's error text that quotes its input could otherwise start a line of its
+// own (a forged "New client connected" event), hide text behind terminal escapes or bidi overrides,
+// break a SIEM's UTF-8 parser, or make one refusal cost kilobytes of log. Every such value goes through
+// Quote; every whole line goes through Line before the broker sees it, so a value that escaped quoting
+// still cannot split a line.
+package logtext
+
+import (
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// MaxValue is how many bytes of a value Quote shows; the rest is replaced by "…". Enough for a client
+// id, a kid or a claim name; a value longer than this is not worth more log.
+const MaxValue = 64
+
+// MaxLine is how many bytes of a line Line keeps before its escapes; the rest is replaced by "…".
+const MaxLine = 1024
+
+// Quote returns s as a double-quoted Go string literal of at most MaxValue bytes of s: control
+// characters, newlines, quotes, backslashes, invalid UTF-8 and non-printing runes (bidi overrides,
+// U+2028) are escaped, so the result is one line of printable text.
+func Quote(s string) string {
+	s, cut := truncate(s, MaxValue)
+	q := strconv.Quote(s)
+	if cut {
+		q += "…"
+	}
+	return q
+}
+
+// Line returns msg cut to MaxLine bytes, with control characters, invalid UTF-8 and non-printing runes
+// escaped as strconv.Quote would escape them, and nothing else changed: a line of our own reads as
+// written, and no byte of it can start another line.
+func Line(msg string) string {
+	msg, cut := truncate(msg, MaxLine)
+	clean := true
+	for i := 0; i < len(msg); {
+		r, n := utf8.DecodeRuneInString(msg[i:])
+		if needsEscape(r, n) {
+			clean = false
+			break
+		}
+		i += n
+	}
+	if clean {
+		if cut {
+			return msg + "…"
+		}
+		return msg
+	}
+	var b strings.Builder
+	b.Grow(len(msg) + 16)
+	for i := 0; i < len(msg); {
+		r, n := utf8.DecodeRuneInString(msg[i:])
+		if needsEscape(r, n) {
+			q := strconv.Quote(msg[i : i+n])
+			b.WriteString(q[1 : len(q)-1])
+		} else {
+			b.WriteString(msg[i : i+n])
+		}
+		i += n
+	}
+	if cut {
+		b.WriteString("…")
+	}
+	return b.String()
+}
+
+// needsEscape reports whether the rune r, n bytes long, must not reach a log line as it is.
+func needsEscape(r rune, n int) bool {
+	return (r == utf8.RuneError && n == 1) || !strconv.IsPrint(r)
+}
+
+// truncate cuts s to at most max bytes on a rune boundary and says whether it cut.
+func truncate(s string, max int) (string, bool) {
+	if len(s) <= max {
+		return s, false
+	}
+	i := max
+	for j := 0; j < utf8.UTFMax-1 && i > 0 && !utf8.RuneStart(s[i]); j++ {
+		i-- // back to the start of a rune cut in two; invalid bytes are escaped later anyway
+	}
+	return s[:i], true
+}
