@@ -4,18 +4,24 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/config"
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/logtext"
 )
 
 // maxInFlight is the number of workers that talk to the IdP for delayed checks: the IdP is never hit
 // by an unbounded burst. They live as long as the engine, so a check costs no new goroutine and no
 // stack growth (the HTTP client's stack is deep). More waiting clients queue, within their own
 // deadline, up to maxQueued; beyond that a check is refused at once.
+// maxQueuedBytes bounds the client-sent bytes (token, client id, username) that queued checks hold,
+// whatever their count: 16384 clients with honest 1 KiB tokens fit four times over, and a flood of
+// long client ids and usernames (up to 64 KiB each in MQTT) cannot make the queue grow past it.
 const (
-	maxInFlight = 64
-	maxQueued   = 1 << 14
+	maxInFlight    = 64
+	maxQueued      = 1 << 14
+	maxQueuedBytes = 64 << 20
 )
 
 // job is a delayed check waiting for a worker.
@@ -39,6 +45,8 @@ type async struct {
 	workers sync.Once
 	ctx     context.Context
 	stop    context.CancelFunc
+	// queuedBytes is what the queued jobs hold of their clients' input (see queuedSize).
+	queuedBytes atomic.Int64
 
 	mu   sync.Mutex
 	done []Completion
@@ -75,11 +83,21 @@ func (e *Engine) Start(req Request) {
 			go e.work()
 		}
 	})
-	select {
-	case a.jobs <- job{req: req, deadline: time.Now().Add(a.timeout)}:
-	default:
-		a.finish(req, e.refuseAt(LevelWarning, req, config.Deny, "token verification failed: too many checks waiting for the identity provider"))
+	size := queuedSize(req)
+	if a.queuedBytes.Add(size) <= maxQueuedBytes {
+		select {
+		case a.jobs <- job{req: req, deadline: time.Now().Add(a.timeout)}:
+			return
+		default:
+		}
 	}
+	a.queuedBytes.Add(-size)
+	a.finish(req, e.refuseAt(LevelWarning, req, config.Deny, "token verification failed: too many checks waiting for the identity provider"))
+}
+
+// queuedSize is what a queued check holds of its client's input.
+func queuedSize(req Request) int64 {
+	return int64(len(req.Password) + len(req.ClientID) + len(req.Username) + len(req.Address))
 }
 
 // work runs queued checks until Close. Checks still queued then are not answered: the broker is
@@ -91,6 +109,7 @@ func (e *Engine) work() {
 		case <-a.ctx.Done():
 			return
 		case j := <-a.jobs:
+			a.queuedBytes.Add(-queuedSize(j.req))
 			e.run(j)
 		}
 	}
@@ -105,7 +124,7 @@ func (e *Engine) run(j job) {
 		// answer over so the broker does not wait for it.
 		if r := recover(); r != nil {
 			d = Decision{Result: Deny}
-			e.log.Log(LevelError, fmt.Sprintf("internal error checking client %q: %v", j.req.ClientID, r))
+			e.log.Log(LevelError, fmt.Sprintf("internal error checking client %s: %v", logtext.Quote(j.req.ClientID), r))
 		}
 		a.finish(j.req, d)
 	}()

@@ -18,6 +18,7 @@ import (
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/config"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/introspect"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/jwt"
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/logtext"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/template"
 )
 
@@ -170,9 +171,13 @@ func newEngine(cfg *config.Config, intro Verifier, jv *jwt.Verifier, log Logger,
 		breaker:  &breaker{threshold: cfg.BreakerFailures, cooldown: cfg.BreakerCooldown, now: now, log: log},
 		now:      now,
 		render:   e.render,
+		log:      log,
 		inflight: make(map[cache.Key]*call),
 	}
 	e.async.init(cfg.Timeout)
+	if entries > 0 {
+		go e.v.sweep(e.async.ctx)
+	}
 	return e
 }
 
@@ -238,14 +243,38 @@ func (e *Engine) FromMemory(req Request) (d Decision, ok bool) {
 	if req.Password == "" {
 		return e.refuse(req, c.TokenVerificationError, "no token in the password field"), true
 	}
+	if len(req.Password) > MaxTokenBytes {
+		return e.refuse(req, c.TokenVerificationError, fmt.Sprintf("token verification failed: malformed: over %d bytes", MaxTokenBytes)), true
+	}
 	k := cache.KeyOf(req.Password)
 	if vd, hit := e.v.cached(k); hit {
 		return e.decide(req, vd), true
+	}
+	if !accessTokenShape(req.Password) {
+		return e.refuse(req, c.TokenVerificationError, "token verification failed: malformed: a byte outside printable ASCII"), true
 	}
 	if vd, ok := e.v.held(k, req.Password); ok {
 		return e.decide(req, vd), true
 	}
 	return Decision{}, false
+}
+
+// MaxTokenBytes is the longest password the plugin treats as a token. Real access tokens stay far below
+// it (a JWT with a few hundred group claims is about 8 KiB, and bearer tokens travel in HTTP headers
+// that servers cap at 8 to 16 KiB); a longer one is refused without a hash, a parse or a request, so a
+// client cannot make each refusal cost more, and a delayed check never holds more than this.
+const MaxTokenBytes = 16 << 10
+
+// accessTokenShape reports whether tok can be an access token at all: RFC 6749 Appendix A.12 allows
+// only printable ASCII (VSCHAR, 0x20 to 0x7E). Anything else is refused without asking the IdP, which
+// would refuse it anyway; it costs a pass over the token, only on a cache miss.
+func accessTokenShape(tok string) bool {
+	for i := 0; i < len(tok); i++ {
+		if tok[i] < 0x20 || tok[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // renamedBy recognises Mosquitto's re-check of a client this plugin renamed: on SIGHUP the broker runs
@@ -269,7 +298,9 @@ func (e *Engine) render(claims []byte) verdict {
 		vd.claims = bytes.Clone(claims)
 	}
 	if c.UsernameValidation && c.ValidationTemplate.HasPlaceholders() {
-		name, err := c.ValidationTemplate.Render(claims)
+		// The name a client passes validation with is the name it keeps, and acl_file's %u sees it: the
+		// same rule as a replacement name.
+		name, err := renderName(c.ValidationTemplate, claims)
 		if err != nil {
 			vd.validErr = err.Error()
 		}
@@ -328,7 +359,7 @@ func (e *Engine) decide(req Request, vd verdict) Decision {
 }
 
 // renderName renders a template into a username and refuses names that would be unsafe in topic
-// patterns (see CheckName).
+// patterns (see CheckName). Every name made from claims goes through it.
 func renderName(t *template.Template, claims []byte) (string, error) {
 	name, err := t.Render(claims)
 	if err != nil {
@@ -345,12 +376,13 @@ func (e *Engine) refuse(req Request, p config.Policy, reason string) Decision {
 }
 
 // refuseAt applies policy p and logs why. The reason never holds the token: the verifier's errors are
-// built not to carry it, and templates report placeholder names, not claim values.
+// built not to carry it, and templates report placeholder names, not claim values. The client id is the
+// client's own text, so it is quoted; the plugin escapes the whole line again before the broker gets it.
 func (e *Engine) refuseAt(level Level, req Request, p config.Policy, reason string) Decision {
 	r := Deny
 	if p == config.Defer {
 		r = Defer
 	}
-	e.log.Log(level, fmt.Sprintf("client %q from %s: %s (%s)", req.ClientID, req.Address, reason, r))
+	e.log.Log(level, fmt.Sprintf("client %s from %s: %s (%s)", logtext.Quote(req.ClientID), req.Address, reason, r))
 	return Decision{Result: r}
 }

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -95,16 +96,34 @@ func TestAuthorizeNoMatch(t *testing.T) {
 	}
 }
 
-// A name that would cross into another tenant's tree fills no rule, even when the token vouches for it.
+// A name that would cross into another tenant's tree never becomes the client's name, even when the token
+// vouches for it: the client is refused as for any other validation failure (defer by default, so
+// password_file may still know it). A client id that would cross fills no rule.
 func TestAuthorizeCrossTenantNames(t *testing.T) {
-	clk := &testClock{t: time.Unix(1_000_000, 0)}
-	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(`{"active":true,"username":"alice/evil"}`)}}
-	e, _ := newTestEngine(t, idp, clk, opt("acl_rule", "allow all tenants/%u/#"), opt("acl_rule", "allow all devices/%c/#"),
-		opt("username_validation", "true"), opt("username_validation_template", "%%oidc-username%%"))
-	s := sessionFor(t, e, Request{ClientID: "bob/../alice", Username: "alice/evil", Password: token})
-	for _, topic := range []string{"tenants/alice/evil/x", "tenants/alice/x", "devices/bob/../alice/x"} {
-		if got := e.Authorize(s, acl.Write, topic, 0, false); got != Deny {
-			t.Errorf("%s: %v, want deny", topic, got)
+	for _, tc := range []struct {
+		username string
+		want     Result
+	}{{"alice/evil", Defer}, {"+", Defer}, {"$SYS", Defer}, {"a\nb", Defer}, {"alice", Allow}} {
+		clk := &testClock{t: time.Unix(1_000_000, 0)}
+		claims := fmt.Sprintf(`{"active":true,"username":%q}`, tc.username)
+		idp := &scriptedIdP{res: introspect.Result{Claims: []byte(claims)}}
+		e, _ := newTestEngine(t, idp, clk, opt("acl_rule", "allow all tenants/%u/#"), opt("acl_rule", "allow all devices/%c/#"),
+			opt("username_validation", "true"), opt("username_validation_template", "%%oidc-username%%"))
+		d := e.Authenticate(context.Background(), Request{ClientID: "bob/../alice", Username: tc.username, Password: token})
+		if d.Result != tc.want {
+			t.Errorf("username claim %q: %v, want %v", tc.username, d.Result, tc.want)
+			continue
+		}
+		if d.Result != Allow {
+			continue
+		}
+		for _, topic := range []string{"devices/bob/../alice/x", "devices/alice/x", "tenants/bob/x"} {
+			if got := e.Authorize(d.Session, acl.Write, topic, 0, false); got != Deny {
+				t.Errorf("%s: %v, want deny", topic, got)
+			}
+		}
+		if got := e.Authorize(d.Session, acl.Write, "tenants/alice/x", 0, false); got != Allow {
+			t.Errorf("control: tenants/alice/x: %v, want allow", got)
 		}
 	}
 }

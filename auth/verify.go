@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/cache"
@@ -42,17 +45,21 @@ type call struct {
 // verifier routes each token to local JWT verification or introspection, and wraps both with the cache
 // and request sharing, and introspection with the circuit breaker.
 type verifier struct {
-	intro    Verifier      // nil without introspection_endpoint
-	jwt      *jwt.Verifier // nil unless jwt_verification
-	skew     time.Duration // jwt_clock_skew
-	cache    *cache.Cache[verdict]
-	ttl      time.Duration
-	negTTL   time.Duration
-	breaker  *breaker
-	now      func() time.Time
-	render   func(claims []byte) verdict
-	mu       sync.Mutex
-	inflight map[cache.Key]*call
+	intro   Verifier      // nil without introspection_endpoint
+	jwt     *jwt.Verifier // nil unless jwt_verification
+	skew    time.Duration // jwt_clock_skew
+	cache   *cache.Cache[verdict]
+	ttl     time.Duration
+	negTTL  time.Duration
+	breaker *breaker
+	now     func() time.Time
+	render  func(claims []byte) verdict
+	log     Logger
+	// misconfigured is set once the IdP refused the broker's credentials or endpoint, so that this is
+	// logged loudly once, not at every CONNECT; an answer from the IdP clears it.
+	misconfigured atomic.Bool
+	mu            sync.Mutex
+	inflight      map[cache.Key]*call
 }
 
 // cached answers from memory only.
@@ -109,8 +116,20 @@ func (v *verifier) route(ctx context.Context, token string) (introspect.Result, 
 		return introspect.Result{}, errBreakerOpen
 	}
 	res, err := v.intro.Introspect(ctx, token)
-	// A refusal is an answer: the IdP is healthy.
-	v.breaker.report(err == nil || errors.Is(err, introspect.ErrTokenInvalid))
+	switch {
+	case errors.Is(err, introspect.ErrMisconfigured):
+		// Not the IdP's health: the breaker would only hide the cause behind "breaker open".
+		if v.misconfigured.CompareAndSwap(false, true) {
+			v.log.Log(LevelError, "the identity provider refuses the broker's own requests ("+err.Error()+
+				"): every token that needs introspection is refused until this is fixed")
+		}
+	case err == nil || errors.Is(err, introspect.ErrTokenInvalid):
+		// A refusal is an answer: the IdP is healthy.
+		v.breaker.report(true)
+		v.misconfigured.Store(false)
+	default:
+		v.breaker.report(false)
+	}
 	return res, err
 }
 
@@ -138,6 +157,31 @@ func (v *verifier) jwtResult(r jwt.Result) introspect.Result {
 	return res
 }
 
+// sweepEvery is how often the cache is swept of expired entries, and sweepRound how many entries one
+// round examines under the lock (tens of microseconds): a broker thread waiting for the cache waits at
+// most one round. A full pass over 100 000 entries costs about a millisecond of CPU.
+const (
+	sweepEvery = 5 * time.Second
+	sweepRound = 4096
+)
+
+// sweep reclaims expired cache entries until ctx ends, so that the refusals of a junk flood go after
+// negative_cache_ttl even if nobody sends those tokens again.
+func (v *verifier) sweep(ctx context.Context) {
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			for !v.cache.Sweep(sweepRound) {
+				runtime.Gosched()
+			}
+		}
+	}
+}
+
 // invalid reports whether err refuses the token itself, as opposed to the IdP failing to answer.
 func invalid(err error) bool {
 	return errors.Is(err, introspect.ErrTokenInvalid) || errors.Is(err, jwt.ErrTokenInvalid)
@@ -151,7 +195,7 @@ func (v *verifier) record(k cache.Key, res introspect.Result, err error) (verdic
 		if !invalid(err) {
 			return verdict{}, err
 		}
-		vd := verdict{reason: err.Error()}
+		vd := verdict{reason: boundedReason(err)}
 		if v.negTTL > 0 {
 			v.cache.Put(k, vd, now.Add(v.negTTL))
 		}
@@ -167,4 +211,17 @@ func (v *verifier) record(k cache.Key, res introspect.Result, err error) (verdic
 		v.cache.Put(k, vd, until)
 	}
 	return vd, nil
+}
+
+// maxReason bounds the refusal reason a negative-cache entry keeps. The verifiers build their reasons
+// from a fixed vocabulary plus a short detail; this cut keeps a refused token's entry small even if a
+// reason ever quotes more than it should, since an attacker can fill the cache with refusals.
+const maxReason = 160
+
+func boundedReason(err error) string {
+	r := err.Error()
+	if len(r) <= maxReason {
+		return r
+	}
+	return strings.ToValidUTF8(r[:maxReason], "") + "…"
 }

@@ -32,6 +32,9 @@ type Cache[V any] struct {
 	// nothing.
 	head, tail *entry[V]
 	now        func() time.Time
+	// cursor is where the next Sweep goes on, walking from the tail towards the head; nil means start
+	// at the tail. Entries that move or go keep it pointing at a live entry (see unlink).
+	cursor *entry[V]
 }
 
 type entry[V any] struct {
@@ -89,7 +92,30 @@ func (c *Cache[V]) Put(k Key, v V, expires time.Time) {
 	c.pushFront(e)
 }
 
-// Len is the number of entries, expired ones included until they are looked up or evicted.
+// Sweep removes expired entries, examining at most n of them from where the last Sweep stopped, and
+// says whether it reached the most recently used end. A caller that sweeps in rounds of a few thousand
+// until done holds the lock only microseconds at a time, and reclaims the entries of refused tokens
+// that nobody looks up again (a flood of junk) without waiting for them to be evicted.
+func (c *Cache[V]) Sweep(n int) (done bool) {
+	now := c.now().UnixNano()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.cursor
+	if e == nil {
+		e = c.tail
+	}
+	for ; e != nil && n > 0; n-- {
+		prev := e.prev
+		if now >= e.expires {
+			c.remove(e)
+		}
+		e = prev
+	}
+	c.cursor = e
+	return e == nil
+}
+
+// Len is the number of entries, expired ones included until they are looked up, swept or evicted.
 func (c *Cache[V]) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -108,6 +134,9 @@ func (c *Cache[V]) pushFront(e *entry[V]) {
 }
 
 func (c *Cache[V]) unlink(e *entry[V]) {
+	if c.cursor == e {
+		c.cursor = e.prev
+	}
 	if e.prev != nil {
 		e.prev.next = e.next
 	} else {

@@ -97,3 +97,52 @@ func BenchmarkHit(b *testing.B) {
 		}
 	}
 }
+
+// Sweep removes every expired entry and no live one, however lookups, puts and evictions move entries
+// between its rounds.
+func TestSweep(t *testing.T) {
+	clk := &clock{time.Unix(1000, 0)}
+	c := New[int](500, clk.now)
+	live := map[Key]bool{}
+	for i := 0; i < 1000; i++ {
+		k := KeyOf(fmt.Sprint(i))
+		ttl := time.Second
+		if i%3 == 0 {
+			ttl = time.Hour
+		}
+		c.Put(k, i, clk.t.Add(ttl))
+		if i%7 == 0 {
+			c.Get(KeyOf(fmt.Sprint(i / 2))) // moves an older entry to the front
+		}
+		if i%5 == 0 {
+			c.Sweep(3) // a round with nothing expired yet, leaving the cursor mid-list
+		}
+	}
+	clk.t = clk.t.Add(time.Minute)
+	rounds := 0
+	for done := false; !done; rounds++ {
+		done = c.Sweep(7)
+		// Between rounds the broker keeps using the cache.
+		c.Get(KeyOf(fmt.Sprint(rounds * 3)))
+		c.Put(KeyOf(fmt.Sprint("new", rounds)), rounds, clk.t.Add(time.Hour))
+		live[KeyOf(fmt.Sprint("new", rounds))] = true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, e := range c.entries {
+		if clk.t.UnixNano() >= e.expires {
+			t.Errorf("expired entry %d left after a full sweep", e.val)
+		}
+		delete(live, k)
+	}
+	if len(live) != 0 {
+		t.Errorf("%d live entries put during the sweep are gone", len(live))
+	}
+	n := 0
+	for e := c.head; e != nil; e = e.next {
+		n++
+	}
+	if n != len(c.entries) {
+		t.Errorf("list has %d entries, map %d", n, len(c.entries))
+	}
+}

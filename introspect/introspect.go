@@ -41,9 +41,17 @@ import (
 var ErrTokenInvalid = errors.New("token rejected")
 
 // ErrIdPUnavailable means no verdict was obtained: transport error, timeout,
-// non-200 status, redirect, unexpected content type, oversized or malformed
+// 5xx or 429 status, unexpected content type, oversized or malformed
 // response. Callers must not cache it.
 var ErrIdPUnavailable = errors.New("introspection failed")
+
+// ErrMisconfigured means the identity provider refused the broker's own
+// request, whatever the token: its client credentials (401, 403, or a 400
+// whose error is invalid_client or unauthorized_client), or the endpoint
+// (404, 405, a redirect). It also wraps ErrIdPUnavailable, since no verdict
+// was obtained, but it says nothing about the identity provider's health, so
+// a circuit breaker should not count it.
+var ErrMisconfigured = errors.New("the identity provider refused the broker's request")
 
 // DefaultMaxBodyBytes caps the introspection response when Config.MaxBodyBytes is 0.
 const DefaultMaxBodyBytes = 1 << 20
@@ -275,11 +283,8 @@ func (c *Client) Introspect(ctx context.Context, token string) (Result, error) {
 
 // readBody checks status and content type and reads at most maxBody bytes.
 func (c *Client) readBody(ctx, reqCtx context.Context, resp *http.Response, token string) ([]byte, error) {
-	switch {
-	case resp.StatusCode >= 300 && resp.StatusCode < 400:
-		return nil, fmt.Errorf("%w: redirect (status %d) not followed", ErrIdPUnavailable, resp.StatusCode)
-	case resp.StatusCode != http.StatusOK:
-		return nil, fmt.Errorf("%w: status %d", ErrIdPUnavailable, resp.StatusCode)
+	if resp.StatusCode != http.StatusOK {
+		return nil, statusError(resp)
 	}
 	// RFC 7662 §2.2 mandates application/json; anything else is likely an
 	// error page. The value is not quoted: the server chose it.
@@ -297,6 +302,57 @@ func (c *Client) readBody(ctx, reqCtx context.Context, resp *http.Response, toke
 		return nil, fmt.Errorf("%w: response exceeds %d bytes", ErrIdPUnavailable, c.maxBody)
 	}
 	return body, nil
+}
+
+// maxErrorBody is how much of a 400 answer is read for its OAuth error code.
+const maxErrorBody = 4 << 10
+
+// statusError classifies an answer other than 200 by whose fault it is, so that only the identity
+// provider's own failures count against it (RFC 7662 §2.3, RFC 6749 §5.2):
+//   - 5xx, 429 and 408: the identity provider is failing or shedding load (ErrIdPUnavailable);
+//   - 401, 403, or a 400 whose error is invalid_client or unauthorized_client: the broker's client
+//     credentials are refused; 404, 405 and redirects: the endpoint is wrong (ErrMisconfigured);
+//   - any other 4xx answers this request, and the only thing in it a client chose is the token: a
+//     string the IdP cannot parse (oidc-provider's 400 unsupported_token_type for a forged JWT), or
+//     a body over its size limit (413). That is a refusal of the token (ErrTokenInvalid); counting it
+//     as an outage would let anyone without credentials open the circuit breaker.
+//
+// Only the status and a known error code are reported: the body is the server's text.
+func statusError(resp *http.Response) error {
+	code := resp.StatusCode
+	switch {
+	case code >= 500 || code == http.StatusTooManyRequests || code == http.StatusRequestTimeout:
+		return fmt.Errorf("%w: status %d", ErrIdPUnavailable, code)
+	case code >= 300 && code < 400:
+		return fmt.Errorf("%w: %w: redirect (status %d) not followed", ErrIdPUnavailable, ErrMisconfigured, code)
+	case code == http.StatusUnauthorized || code == http.StatusForbidden:
+		return fmt.Errorf("%w: %w: status %d, check client_id and client_secret", ErrIdPUnavailable, ErrMisconfigured, code)
+	case code == http.StatusNotFound || code == http.StatusMethodNotAllowed:
+		return fmt.Errorf("%w: %w: status %d, check introspection_endpoint", ErrIdPUnavailable, ErrMisconfigured, code)
+	case code >= 400 && code < 500:
+		oauthErr := oauthError(resp.Body)
+		if oauthErr == "invalid_client" || oauthErr == "unauthorized_client" {
+			return fmt.Errorf("%w: %w: %s (status %d), check client_id and client_secret", ErrIdPUnavailable, ErrMisconfigured, oauthErr, code)
+		}
+		if oauthErr != "" {
+			return fmt.Errorf("%w: the identity provider refused the token: %s (status %d)", ErrTokenInvalid, oauthErr, code)
+		}
+		return fmt.Errorf("%w: the identity provider refused the token (status %d)", ErrTokenInvalid, code)
+	}
+	return fmt.Errorf("%w: status %d", ErrIdPUnavailable, code) // 1xx, 2xx other than 200
+}
+
+// oauthError returns the error member of an OAuth error answer when it is one of the codes RFC 6749
+// §5.2 and RFC 7009 define, else "". Other values are the server's text and are not repeated.
+func oauthError(body io.Reader) string {
+	b, _ := io.ReadAll(io.LimitReader(body, maxErrorBody))
+	e := gjson.GetBytes(b, "error")
+	switch e.Str {
+	case "invalid_request", "invalid_client", "invalid_grant", "unauthorized_client",
+		"unsupported_grant_type", "invalid_scope", "unsupported_token_type", "invalid_token":
+		return e.Str
+	}
+	return ""
 }
 
 // transportError turns a net/http error into a short ErrIdPUnavailable. The

@@ -167,6 +167,12 @@ func checkErr(t *testing.T, err, want error, reason string) {
 	if errors.Is(err, ErrTokenInvalid) == errors.Is(err, ErrIdPUnavailable) {
 		t.Errorf("error %q must wrap exactly one of ErrTokenInvalid, ErrIdPUnavailable", err)
 	}
+	if errors.Is(err, ErrMisconfigured) && !errors.Is(err, ErrIdPUnavailable) {
+		t.Errorf("error %q: ErrMisconfigured must come with ErrIdPUnavailable", err)
+	}
+	if strings.ContainsAny(err.Error(), "\n\r") {
+		t.Errorf("error %q holds a line break", err)
+	}
 	if !errors.Is(err, want) || !strings.Contains(err.Error(), reason) {
 		t.Errorf("error = %q, want %v containing %q", err, want, reason)
 	}
@@ -210,7 +216,19 @@ func TestIntrospect(t *testing.T) {
 		{name: "malformed JSON", handler: jsonReply(200, `{"active":true`), want: ErrIdPUnavailable, reason: "malformed JSON"},
 		{name: "empty body", handler: jsonReply(200, ``), want: ErrIdPUnavailable, reason: "malformed JSON"},
 		{name: "status 500", handler: jsonReply(500, `{"active":true}`), want: ErrIdPUnavailable, reason: "status 500"},
-		{name: "status 401", handler: jsonReply(401, `{"error":"invalid_client"}`), want: ErrIdPUnavailable, reason: "status 401"},
+		{name: "status 503", handler: jsonReply(503, ``), want: ErrIdPUnavailable, reason: "status 503"},
+		{name: "status 429", handler: jsonReply(429, `{"error":"slow_down"}`), want: ErrIdPUnavailable, reason: "status 429"},
+		{name: "status 408", handler: jsonReply(408, ``), want: ErrIdPUnavailable, reason: "status 408"},
+		// The broker's own request is refused, whatever the token: misconfigured, not the token's fault.
+		{name: "status 401", handler: jsonReply(401, `{"error":"invalid_client"}`), want: ErrMisconfigured, reason: "status 401, check client_id"},
+		{name: "status 403", handler: jsonReply(403, ``), want: ErrMisconfigured, reason: "status 403"},
+		{name: "status 404", handler: jsonReply(404, `not here`), want: ErrMisconfigured, reason: "status 404, check introspection_endpoint"},
+		{name: "400 invalid_client", handler: jsonReply(400, `{"error":"invalid_client"}`), want: ErrMisconfigured, reason: "invalid_client (status 400)"},
+		// A 4xx that answers this token's request refuses the token: anyone can send one such token.
+		{name: "400 unsupported_token_type", handler: jsonReply(400, `{"error":"unsupported_token_type","error_description":"x\ny"}`),
+			want: ErrTokenInvalid, reason: "refused the token: unsupported_token_type (status 400)"},
+		{name: "400 unknown error", handler: jsonReply(400, `{"error":"made\nup"}`), want: ErrTokenInvalid, reason: "refused the token (status 400)"},
+		{name: "413", handler: jsonReply(413, `<html>too large</html>`), want: ErrTokenInvalid, reason: "refused the token (status 413)"},
 		{name: "html", handler: func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/html")
 			_, _ = w.Write([]byte(active))
