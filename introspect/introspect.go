@@ -32,6 +32,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/strictjson"
 	"github.com/tidwall/gjson"
 )
 
@@ -397,47 +398,36 @@ func drainAndClose(body io.ReadCloser) {
 
 // parseResponse validates an introspection response body (RFC 7662 §2.2).
 //
-// Only "active": true accepts a token. A response whose "active" is missing,
-// not a JSON boolean or duplicated says nothing reliable about the token, so
-// it is ErrIdPUnavailable. A present exp or nbf that is not a number is a
-// refusal (ErrTokenInvalid): the identity provider did answer, and accepting
-// a token whose lifetime cannot be read would be unsafe.
+// Only "active": true accepts a token. A response that is not strict JSON
+// (see strictjson: duplicate member names anywhere, deep nesting), or whose
+// "active" is missing or not a JSON boolean, says nothing reliable about the
+// token, so it is ErrIdPUnavailable: parsers disagree on which duplicate wins,
+// and templates may read Claims with another one than this. A present exp or
+// nbf that is not a number is a refusal (ErrTokenInvalid): the identity
+// provider did answer, and accepting a token whose lifetime cannot be read
+// would be unsafe.
 func parseResponse(body []byte, now time.Time, leeway time.Duration) (Result, error) {
-	if !gjson.ValidBytes(body) {
-		return Result{}, fmt.Errorf("%w: malformed JSON", ErrIdPUnavailable)
+	if err := strictjson.Check(body); err != nil {
+		return Result{}, fmt.Errorf("%w: %v", ErrIdPUnavailable, err)
 	}
 	obj := gjson.ParseBytes(body)
 	if !obj.IsObject() {
 		return Result{}, fmt.Errorf("%w: response is not a JSON object", ErrIdPUnavailable)
 	}
-
-	// One pass over the members, rejecting duplicates: parsers disagree on
-	// which duplicate wins, and templates may read Claims with another one.
 	var active, exp, nbf gjson.Result
-	var dup string
 	obj.ForEach(func(k, v gjson.Result) bool {
-		var dst *gjson.Result
 		switch k.Str {
 		case "active":
-			dst = &active
+			active = v
 		case "exp":
-			dst = &exp
+			exp = v
 		case "nbf":
-			dst = &nbf
-		default:
-			return true
+			nbf = v
 		}
-		if dst.Exists() {
-			dup = k.Str
-			return false
-		}
-		*dst = v
 		return true
 	})
 
 	switch {
-	case dup != "":
-		return Result{}, fmt.Errorf("%w: duplicate %q member", ErrIdPUnavailable, dup)
 	case active.Type == gjson.False:
 		return Result{}, fmt.Errorf("%w: inactive", ErrTokenInvalid)
 	case active.Type != gjson.True:

@@ -211,7 +211,7 @@ func TestIntrospect(t *testing.T) {
 		{name: "active string", handler: jsonReply(200, `{"active":"true"}`), want: ErrIdPUnavailable, reason: `"active" missing or not a boolean`},
 		{name: "active number", handler: jsonReply(200, `{"active":1}`), want: ErrIdPUnavailable, reason: `"active" missing`},
 		{name: "active missing", handler: jsonReply(200, `{"sub":"alice"}`), want: ErrIdPUnavailable, reason: `"active" missing`},
-		{name: "active duplicated", handler: jsonReply(200, `{"active":true,"active":false}`), want: ErrIdPUnavailable, reason: `duplicate "active"`},
+		{name: "active duplicated", handler: jsonReply(200, `{"active":true,"active":false}`), want: ErrIdPUnavailable, reason: "duplicate member"},
 		{name: "top-level array", handler: jsonReply(200, `[{"active":true}]`), want: ErrIdPUnavailable, reason: "not a JSON object"},
 		{name: "malformed JSON", handler: jsonReply(200, `{"active":true`), want: ErrIdPUnavailable, reason: "malformed JSON"},
 		{name: "empty body", handler: jsonReply(200, ``), want: ErrIdPUnavailable, reason: "malformed JSON"},
@@ -520,7 +520,12 @@ func TestParseResponse(t *testing.T) {
 		{body: `{"active":true,"exp":-1e400}`, want: ErrTokenInvalid, reason: "expired"},
 		{body: `{"active":true,"exp":1e400}`, wantExp: time.Unix(maxUnix, 0)},
 		{body: `{"active":true,"exp":null}`, want: ErrTokenInvalid, reason: "malformed exp"},
-		{body: `{"active":true,"exp":1,"exp":1800000000}`, want: ErrIdPUnavailable, reason: `duplicate "exp"`},
+		{body: `{"active":true,"exp":1,"exp":1800000000}`, want: ErrIdPUnavailable, reason: "duplicate member"},
+		{body: `{"active":true,"sub":"alice","sub":"admin"}`, want: ErrIdPUnavailable, reason: "duplicate member"},
+		{body: `{"active":true,"s\u0075b":"alice","sub":"admin"}`, want: ErrIdPUnavailable, reason: "duplicate member"},
+		{body: `{"active":true,"acl":{"pub":["a/#"],"pub":["#"]}}`, want: ErrIdPUnavailable, reason: "duplicate member"},
+		{body: `{"active":true,"sub":"alice","acl":{"pub":["a/#"],"sub":["#"]}}`},
+		{body: `{"active":true,"x":` + strings.Repeat("[", 64) + strings.Repeat("]", 64) + `}`, want: ErrIdPUnavailable, reason: "nested deeper"},
 		{body: `{"active":true,"nbf":1700000000}`},
 		{body: `{"active":true,"nbf":1700000005}`, leeway: 5 * time.Second},
 		{body: `{"active":true,"nbf":1700000006}`, leeway: 5 * time.Second, want: ErrTokenInvalid, reason: "not yet valid"},
@@ -542,7 +547,8 @@ func TestParseResponse(t *testing.T) {
 
 func FuzzParseResponse(f *testing.F) {
 	for _, s := range []string{`{"active":true}`, `{"active":false}`, `{"active":true,"exp":1700000001,"nbf":1}`,
-		`{"active":"true"}`, `[true]`, `{"active":true,"active":true}`, `{"\u0061ctive":true,"x":[1,{"a":null}]}`, ``, `{`} {
+		`{"active":"true"}`, `[true]`, `{"active":true,"active":true}`, `{"\u0061ctive":true,"x":[1,{"a":null}]}`, ``, `{`,
+		`{"active":true,"sub":"alice","sub":"admin"}`, `{"active":true,"acl":{"pub":["a/#"],"p\u0075b":["#"]}}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
