@@ -4,6 +4,10 @@
 // gjson the first. A document that decides something (a JWT header or claims set, an introspection
 // answer) and is read by more than one of them must therefore have none, or one check can read one
 // value while another reads its twin. RFC 7519 §4 asks JWT parsers to refuse them, or take the last.
+//
+// Names are compared as encoding/json decodes them. gjson decodes an escaped unpaired surrogate
+// differently, but always into U+FFFD or a non-ASCII character, so a name it reads as an ASCII one
+// (alg, exp, active...) is that name for encoding/json too.
 package strictjson
 
 import (
