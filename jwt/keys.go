@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,6 +26,7 @@ const (
 	maxRetryWait  = time.Minute
 	maxDocument   = 1 << 20 // discovery documents and key sets are a few KiB
 	maxKeysPerSet = 100
+	maxKeysURL    = 512 // a discovered jwks_uri: it is logged
 )
 
 // errRateLimited is why an unknown kid did not cause a fetch: one ran less than minRefetch ago.
@@ -120,7 +122,7 @@ func (s *keySet) fetch(ch chan struct{}) {
 	err := errors.New("jwt: key fetch did not finish")
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: internal error reading the key set: %v", ErrKeysUnavailable, r)
+			err = fmt.Errorf("%w: internal error reading the key set", ErrKeysUnavailable)
 		}
 		s.finish(ch, n, keys, src, err)
 	}()
@@ -230,17 +232,21 @@ func (s *keySet) discover(doc string) (string, error) {
 		JWKSURI string `json:"jwks_uri"`
 	}
 	if err := json.Unmarshal(body, &meta); err != nil {
-		return "", fmt.Errorf("%s: not a JSON metadata document: %v", doc, err)
+		return "", fmt.Errorf("%s: not a JSON metadata document", doc)
 	}
 	if meta.Issuer != s.issuer {
-		return "", fmt.Errorf("%s: issuer %q is not jwt_issuer %q", doc, meta.Issuer, s.issuer)
+		return "", fmt.Errorf("%s: issuer %s is not jwt_issuer %q", doc, quote(meta.Issuer, maxQuoted), s.issuer)
 	}
+	// The URL is logged and named in errors: printable ASCII (which QuoteToASCII leaves as it is) of a
+	// bounded length.
 	u, err := url.Parse(meta.JWKSURI)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return "", fmt.Errorf("%s: jwks_uri %q is not an http(s) URL", doc, meta.JWKSURI)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" ||
+		len(meta.JWKSURI) > maxKeysURL || strconv.QuoteToASCII(meta.JWKSURI) != `"`+meta.JWKSURI+`"` {
+		return "", fmt.Errorf("%s: jwks_uri %s is not an http(s) URL of at most %d printable ASCII bytes",
+			doc, quote(meta.JWKSURI, maxQuoted), maxKeysURL)
 	}
 	if u.Scheme == "http" && strings.HasPrefix(s.issuer, "https://") {
-		return "", fmt.Errorf("%s: jwks_uri %q is plain http for an https issuer", doc, meta.JWKSURI)
+		return "", fmt.Errorf("%s: jwks_uri %s is plain http for an https issuer", doc, quote(meta.JWKSURI, maxQuoted))
 	}
 	return meta.JWKSURI, nil
 }
@@ -249,18 +255,23 @@ func (s *keySet) discover(doc string) (string, error) {
 func (s *keySet) get(u string) ([]byte, error) {
 	req, err := http.NewRequest(http.MethodGet, u, nil)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: not a URL", u)
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return nil, err
+		// The *url.Error wrapper names u again; what it wraps may quote what the server sent (a
+		// malformed status line), at any length.
+		if ue := (*url.Error)(nil); errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("%s: %s", u, quote(err.Error(), maxQuotedError))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxDocument+1))
 	switch {
 	case err != nil:
-		return nil, fmt.Errorf("%s: reading the answer: %v", u, err)
+		return nil, fmt.Errorf("%s: reading the answer: %s", u, quote(err.Error(), maxQuotedError))
 	case resp.StatusCode != http.StatusOK:
 		return nil, fmt.Errorf("%s: HTTP %d", u, resp.StatusCode)
 	case len(body) > maxDocument:
@@ -278,7 +289,7 @@ func parseKeySet(body []byte, algs []string) ([]jose.JSONWebKey, error) {
 		Keys []json.RawMessage `json:"keys"`
 	}
 	if err := json.Unmarshal(body, &set); err != nil {
-		return nil, fmt.Errorf("not a JSON key set: %v", err)
+		return nil, errors.New("not a JSON key set")
 	}
 	var keys []jose.JSONWebKey
 	for _, raw := range set.Keys {
@@ -309,7 +320,7 @@ func sameKids(a, b []jose.JSONWebKey) bool {
 func kidList(keys []jose.JSONWebKey) string {
 	ids := make([]string, len(keys))
 	for i, k := range keys {
-		ids[i] = fmt.Sprintf("%q", k.KeyID)
+		ids[i] = quote(k.KeyID, maxQuoted)
 	}
 	return strings.Join(ids, ", ")
 }

@@ -18,8 +18,10 @@ import (
 	"math"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/tidwall/gjson"
@@ -203,16 +205,19 @@ func (v *Verifier) verify(ctx context.Context, token string) (Result, error) {
 	if err != nil || !gjson.ValidBytes(h) {
 		return Result{}, refuse(ErrMalformed, "header is not base64url JSON")
 	}
-	alg := gjson.GetBytes(h, "alg").String()
+	hdr := gjson.ParseBytes(h)
+	alg := hdr.Get("alg").String()
 	if !slices.Contains(v.algs, jose.SignatureAlgorithm(alg)) {
-		return Result{}, refuse(ErrAlgorithm, "%q", printable(alg))
+		return Result{}, refuse(ErrAlgorithm, "%s", quote(alg, maxQuoted))
 	}
-	if typ := gjson.GetBytes(h, "typ"); typ.Exists() && !goodType(typ.String()) {
-		return Result{}, refuse(ErrType, "%q", printable(typ.String()))
+	if typ := hdr.Get("typ"); typ.Exists() && !goodType(typ.String()) {
+		return Result{}, refuse(ErrType, "%s", quote(typ.String(), maxQuoted))
 	}
 	jws, err := jose.ParseSignedCompact(token, v.algs)
 	if err != nil {
-		return Result{}, refuse(ErrMalformed, "%v", err)
+		// go-jose's error quotes the offending header value (a kid that is a 47 KB object, a jwk whose
+		// crv holds a newline): not a text to log or to cache.
+		return Result{}, refuse(ErrMalformed, "header parameter, payload or signature unreadable")
 	}
 	kid := jws.Signatures[0].Header.KeyID
 	keys := v.keys.candidates(kid, alg)
@@ -231,7 +236,7 @@ func (v *Verifier) verify(ctx context.Context, token string) (Result, error) {
 		}
 	}
 	if err != nil {
-		return Result{}, refuse(ErrBadSignature, "kid %q", printable(kid))
+		return Result{}, refuse(ErrBadSignature, "kid %s", quote(kid, maxQuoted))
 	}
 	return v.checkClaims(payload)
 }
@@ -250,12 +255,12 @@ func (v *Verifier) fetchFor(ctx context.Context, kid, alg string) ([]jose.JSONWe
 		err = v.keys.refresh(ctx, false)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: kid %q not held: %v", ErrKeysUnavailable, printable(kid), err)
+		return nil, fmt.Errorf("%w: kid %s not held: %v", ErrKeysUnavailable, quote(kid, maxQuoted), err)
 	}
 	if keys := v.keys.candidates(kid, alg); len(keys) > 0 {
 		return keys, nil
 	}
-	return nil, refuse(ErrUnknownKey, "kid %q", printable(kid))
+	return nil, refuse(ErrUnknownKey, "kid %s", quote(kid, maxQuoted))
 }
 
 // checkClaims applies the RFC 9068 §4 checks that follow a good signature.
@@ -337,11 +342,28 @@ func numericDate(f float64) time.Time {
 	return time.Unix(int64(sec), int64(frac*1e9))
 }
 
-// printable cuts attacker-controlled header values to something short and safe to log.
-func printable(s string) string {
-	const max = 64
-	if len(s) > max {
-		s = s[:max] + "…"
+// Bounds on what quote returns, quotes included: for a value from a token (kid, alg, typ), and for the
+// text of an error met fetching keys, which may quote what the identity provider sent.
+const (
+	maxQuoted      = 66
+	maxQuotedError = 130
+)
+
+// quote returns a value from a token or an identity provider as a Go string literal safe to log and to
+// keep: printable ASCII only (no line breaks or control characters to forge log lines with, QuoteToASCII
+// escapes them), at most max bytes, cut on a rune boundary and followed by "..." when cut.
+func quote(s string, max int) string {
+	cut := min(len(s), max-2)
+	for {
+		for i := 0; i < utf8.UTFMax-1 && cut > 0 && cut < len(s) && !utf8.RuneStart(s[cut]); i++ {
+			cut--
+		}
+		if q := strconv.QuoteToASCII(s[:cut]); len(q) <= max {
+			if cut < len(s) {
+				q += "..."
+			}
+			return q
+		}
+		cut--
 	}
-	return strings.ToValidUTF8(s, "?")
 }

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -84,7 +85,21 @@ func (s signer) token(t testing.TB, header, claims map[string]any) string {
 			h[k] = v
 		}
 	}
-	input := b64json(t, h) + "." + b64json(t, claims)
+	hj, err := json.Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cj, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.raw(t, string(hj), string(cj))
+}
+
+// raw signs a header and claims set given as JSON text, so tests can write what json.Marshal never
+// does: duplicate members, escaped names.
+func (s signer) raw(t testing.TB, header, claims string) string {
+	input := b64([]byte(header)) + "." + b64([]byte(claims))
 	return input + "." + b64(s.sign(t, []byte(input)))
 }
 
@@ -335,6 +350,91 @@ func TestRefusals(t *testing.T) {
 			if _, err := f.verify(t, c.tok); err != nil {
 				t.Fatalf("refused: %v", err)
 			}
+		})
+	}
+}
+
+// hostileTokens are tokens built to make a refusal's text long, multi-line or quoting the library.
+func hostileTokens(t testing.TB, s signer) []string {
+	var obj strings.Builder
+	obj.WriteString(`{`)
+	for i := 0; obj.Len() < 47<<10; i++ {
+		fmt.Fprintf(&obj, `"m%d":"%s",`, i, strings.Repeat("x", 100))
+	}
+	obj.WriteString(`"end":1}`)
+	forged := "\n1999999999: New client connected from 6.6.6.6 as admin (p2, c1, k60, u'admin')."
+	str := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+	nl := str(forged)
+	random := make([]byte, 3000)
+	if _, err := rand.Read(random); err != nil {
+		t.Fatal(err)
+	}
+	claims := `{"iss":"https://idp.example","exp":99999999999}`
+	huge := `"` + strings.Repeat(`\u2028\u0001é`+"\xff", 5<<10) + `"` // raw invalid UTF-8 too
+	return []string{
+		s.raw(t, `{"alg":"RS256","kid":`+obj.String()+`}`, claims),
+		s.raw(t, `{"alg":"RS256","kid":"k1","jwk":{"kty":"EC","crv":`+nl+`,"x":"AA","y":"AA"}}`, claims),
+		s.raw(t, `{"alg":"RS256","kid":"k1","x5c":[`+nl+`]}`, claims),
+		s.raw(t, `{"alg":"RS256","kid":[`+nl+`]}`, claims),
+		s.raw(t, `{"alg":`+nl+`}`, claims),
+		s.raw(t, `{"alg":{"a":`+nl+`}}`, claims),
+		s.raw(t, `{"alg":"RS256","typ":`+huge+`}`, claims),
+		s.raw(t, `{"alg":"RS256","kid":`+huge+`}`, claims),
+		s.raw(t, `{"alg":"RS256","kid":`+nl+`}`, claims),
+		s.raw(t, `{"alg":"RS256","kid":"k1","pad":"`+strings.Repeat("A", 60<<10)+`"}`, claims),
+		s.raw(t, `{"alg":"RS256","kid":"k1","x":`+strings.Repeat("[", 30<<10)+`}`, claims),
+		s.raw(t, string(random[:1000]), string(random[1000:2000])),
+		b64(random[:1000]) + "." + b64(random[1000:2000]) + "." + b64(random[2000:]),
+		string(random),
+		"a." + forged + ".c",
+	}
+}
+
+// checkRefusalText fails unless err is a refusal whose text is short, printable ASCII and one line.
+func checkRefusalText(t *testing.T, err error) {
+	t.Helper()
+	if !errors.Is(err, ErrTokenInvalid) {
+		t.Fatalf("err = %v, want a refusal", err)
+	}
+	msg := err.Error()
+	if len(msg) > 200 {
+		t.Errorf("refusal text of %d bytes: %.300q", len(msg), msg)
+	}
+	for _, c := range []byte(msg) {
+		if c < 0x20 || c >= 0x7f {
+			t.Fatalf("refusal text holds byte %#x: %q", c, msg)
+		}
+	}
+}
+
+func TestQuote(t *testing.T) {
+	for in, want := range map[string]string{
+		"k1":                     `"k1"`,
+		"a\nb\u2028":             `"a\nb\u2028"`,
+		strings.Repeat("é", 100): `"` + strings.Repeat(`\u00e9`, 10) + `"...`, // cut between runes, not inside one
+		strings.Repeat("x", 65):  `"` + strings.Repeat("x", 64) + `"...`,
+		strings.Repeat("x", 64):  `"` + strings.Repeat("x", 64) + `"`,
+	} {
+		if got := quote(in, maxQuoted); got != want {
+			t.Errorf("quote(%.20q...) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+func TestRefusalTextIsBoundedAndPlain(t *testing.T) {
+	rs := newRSA(t, "k1")
+	f := setup(t, Config{}, rs)
+	if _, err := f.verify(t, rs.token(t, nil, f.claims(nil))); err != nil {
+		t.Fatal(err)
+	}
+	for i, tok := range hostileTokens(t, rs) {
+		t.Run(strconv.Itoa(i), func(t *testing.T) {
+			if _, ok, err := f.v.VerifyHeld(tok); ok {
+				checkRefusalText(t, err)
+			}
+			f.clk.add(minRefetch) // an unknown kid is looked up, and then refused
+			_, err := f.verify(t, tok)
+			checkRefusalText(t, err)
 		})
 	}
 }
@@ -624,8 +724,8 @@ func BenchmarkVerify(b *testing.B) {
 	}
 }
 
-// FuzzVerify feeds arbitrary tokens to a verifier that holds a key: nothing may panic, and nothing a
-// fuzzer makes up can carry a valid signature.
+// FuzzVerify feeds arbitrary tokens to a verifier that holds a key: nothing may panic, nothing a fuzzer
+// makes up can carry a valid signature, and every refusal's text is short, printable and one line.
 func FuzzVerify(f *testing.F) {
 	rs := newRSA(f, "k1")
 	p := &idp{oidc: true}
@@ -645,13 +745,20 @@ func FuzzVerify(f *testing.F) {
 	f.Add(parts[0] + "." + parts[1] + ".")
 	f.Add(b64json(f, map[string]any{"alg": "none"}) + "." + parts[1] + ".")
 	f.Add("a.b.c")
+	for _, tok := range hostileTokens(f, rs) {
+		f.Add(tok)
+	}
 	f.Fuzz(func(t *testing.T, tok string) {
 		if strings.HasPrefix(tok, parts[0]+"."+parts[1]+".") {
 			return // the signed input of the good token: other spellings of its signature may decode alike
 		}
 		_ = v.Issued(tok)
-		if _, ok, err := v.VerifyHeld(tok); ok && err == nil {
+		_, ok, err := v.VerifyHeld(tok)
+		if ok && err == nil {
 			t.Fatalf("accepted a made-up token %q", tok)
+		}
+		if ok {
+			checkRefusalText(t, err)
 		}
 	})
 }
