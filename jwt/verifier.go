@@ -24,6 +24,7 @@ import (
 	"unicode/utf8"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/strictjson"
 	"github.com/tidwall/gjson"
 )
 
@@ -202,16 +203,30 @@ func (v *Verifier) verify(ctx context.Context, token string) (Result, error) {
 		return Result{}, refuse(ErrMalformed, "not three base64url parts")
 	}
 	h, err := base64.RawURLEncoding.DecodeString(header)
-	if err != nil || !gjson.ValidBytes(h) {
-		return Result{}, refuse(ErrMalformed, "header is not base64url JSON")
+	if err != nil {
+		return Result{}, refuse(ErrMalformed, "header is not base64url")
+	}
+	// Before anything reads the header: go-jose reads it with encoding/json (the last duplicate wins),
+	// alg and typ below are read with gjson (the first wins).
+	if err := strictjson.Check(h); err != nil {
+		return Result{}, refuse(ErrMalformed, "header: %v", err)
 	}
 	hdr := gjson.ParseBytes(h)
+	if !hdr.IsObject() {
+		return Result{}, refuse(ErrMalformed, "header is not a JSON object")
+	}
 	alg := hdr.Get("alg").String()
 	if !slices.Contains(v.algs, jose.SignatureAlgorithm(alg)) {
 		return Result{}, refuse(ErrAlgorithm, "%s", quote(alg, maxQuoted))
 	}
 	if typ := hdr.Get("typ"); typ.Exists() && !goodType(typ.String()) {
 		return Result{}, refuse(ErrType, "%s", quote(typ.String(), maxQuoted))
+	}
+	// This verifier implements no JWS extension, so RFC 7515 §4.1.11 makes any crit a refusal, and an
+	// empty list is malformed anyway. go-jose v4 checks crit only in Verify, and lets through an absent
+	// or null crit, [] and ["b64"] (RFC 7797 unencoded payloads, which it implements).
+	if hdr.Get("crit").Exists() {
+		return Result{}, refuse(ErrMalformed, "crit not supported")
 	}
 	jws, err := jose.ParseSignedCompact(token, v.algs)
 	if err != nil {
@@ -265,7 +280,12 @@ func (v *Verifier) fetchFor(ctx context.Context, kid, alg string) ([]jose.JSONWe
 
 // checkClaims applies the RFC 9068 §4 checks that follow a good signature.
 func (v *Verifier) checkClaims(payload []byte) (Result, error) {
-	if !gjson.ValidBytes(payload) || !gjson.ParseBytes(payload).IsObject() {
+	// Claims reach the templates and ACLs too, read by gjson (the first duplicate wins): a claims set
+	// with two exp, iss or aud, or two members of a nested ACL object, must say one thing.
+	if err := strictjson.Check(payload); err != nil {
+		return Result{}, refuse(ErrMalformed, "payload: %v", err)
+	}
+	if !gjson.ParseBytes(payload).IsObject() {
 		return Result{}, refuse(ErrMalformed, "payload is not a JSON object")
 	}
 	c := gjson.GetManyBytes(payload, "iss", "exp", "nbf", "iat", "aud")

@@ -354,6 +354,53 @@ func TestRefusals(t *testing.T) {
 	}
 }
 
+// TestOneReading refuses what two JSON parsers could read two ways (duplicate members, in the header
+// or anywhere in the claims) and the crit header, of which this verifier implements nothing. Each
+// token is accepted once its extra member is taken out.
+func TestOneReading(t *testing.T) {
+	rs := newRSA(t, "k1")
+	f := setup(t, Config{Audiences: []string{"urn:mqtt"}}, rs)
+	iss := strconv.Quote(f.idp.srv.URL)
+	future, past := f.now.Add(time.Hour).Unix(), f.now.Add(-time.Hour).Unix()
+	hdr := `{"alg":"RS256","typ":"at+jwt","kid":"k1"}`
+	claims := fmt.Sprintf(`{"iss":%s,"sub":"device-1","aud":"urn:mqtt","exp":%d}`, iss, future)
+	pastExp := fmt.Sprintf(`"exp":%d`, past)
+	cases := []struct {
+		name, header, claims string
+		extra                string // the member taken out for the control
+		reason               string
+	}{
+		{"exp future then past", hdr, strings.Replace(claims, "}", ","+pastExp+"}", 1), "," + pastExp, "payload: duplicate member"},
+		{"exp past then future", hdr, strings.Replace(claims, `"exp"`, pastExp+`,"exp"`, 1), pastExp + ",", "payload: duplicate member"},
+		{"exp escaped", hdr, strings.Replace(claims, `"exp"`, `"\u0065xp":1,"exp"`, 1), `"\u0065xp":1,`, "payload: duplicate member"},
+		{"iss right then wrong", hdr, strings.Replace(claims, `"sub"`, `"iss":"https://evil.example","sub"`, 1), `"iss":"https://evil.example",`, "payload: duplicate member"},
+		{"aud right then other", hdr, strings.Replace(claims, `"exp"`, `"aud":"urn:elsewhere","exp"`, 1), `"aud":"urn:elsewhere",`, "payload: duplicate member"},
+		{"nested acl", hdr, strings.Replace(claims, "}", `,"acl":{"pub":["devices/1/#"],"pub":["#"]}}`, 1), `,"pub":["#"]`, "payload: duplicate member"},
+		{"alg twice", `{"alg":"RS256","alg":"ES256","typ":"at+jwt","kid":"k1"}`, claims, `,"alg":"ES256"`, "header: duplicate member"},
+		{"kid twice", `{"alg":"RS256","typ":"at+jwt","kid":"k1","kid":"k2"}`, claims, `,"kid":"k2"`, "header: duplicate member"},
+		{"crit empty", `{"alg":"RS256","typ":"at+jwt","kid":"k1","crit":[]}`, claims, `,"crit":[]`, "crit not supported"},
+		{"crit naming a claim", `{"alg":"RS256","kid":"k1","crit":["exp"],"exp":1}`, claims, `,"crit":["exp"]`, "crit not supported"},
+		{"crit b64", `{"alg":"RS256","kid":"k1","crit":["b64"],"b64":true}`, claims, `,"crit":["b64"]`, "crit not supported"},
+		{"crit null", `{"alg":"RS256","kid":"k1","crit":null}`, claims, `,"crit":null`, "crit not supported"},
+		{"crit not a list", `{"alg":"RS256","kid":"k1","crit":"exp"}`, claims, `,"crit":"exp"`, "crit not supported"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := f.verify(t, rs.raw(t, c.header, c.claims))
+			if !errors.Is(err, ErrTokenInvalid) || !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), c.reason) {
+				t.Fatalf("err = %v, want ErrMalformed: %s", err, c.reason)
+			}
+			h, cl := strings.Replace(c.header, c.extra, "", 1), strings.Replace(c.claims, c.extra, "", 1)
+			if h == c.header && cl == c.claims {
+				t.Fatalf("%s is in neither the header nor the claims", c.extra)
+			}
+			if _, err := f.verify(t, rs.raw(t, h, cl)); err != nil {
+				t.Fatalf("without %s: %v", c.extra, err)
+			}
+		})
+	}
+}
+
 // hostileTokens are tokens built to make a refusal's text long, multi-line or quoting the library.
 func hostileTokens(t testing.TB, s signer) []string {
 	var obj strings.Builder
