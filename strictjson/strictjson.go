@@ -13,6 +13,7 @@ package strictjson
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -83,10 +84,8 @@ func (s *scanner) space() {
 // value scans one value inside depth levels of nesting.
 func (s *scanner) value(depth int) error {
 	switch c := s.peek(); {
-	case c == '{':
-		return s.object(depth + 1)
-	case c == '[':
-		return s.array(depth + 1)
+	case c == '{' || c == '[':
+		return s.composite(depth + 1)
 	case c == '"':
 		_, err := s.str()
 		return err
@@ -102,53 +101,39 @@ func (s *scanner) value(depth int) error {
 	return ErrSyntax
 }
 
-func (s *scanner) object(depth int) error {
+// composite scans an object or an array, at nesting level depth.
+func (s *scanner) composite(depth int) error {
 	if depth > maxDepth {
 		return ErrDepth
 	}
+	object := s.data[s.pos] == '{'
+	end := s.data[s.pos] + 2 // '}' or ']'
 	s.pos++
 	s.space()
-	if s.peek() == '}' {
+	if s.peek() == end {
 		s.pos++
 		return nil
 	}
-	var small [smallObject][]byte
-	names := small[:0]
-	var seen map[string]struct{}
+	var seen names
 	for {
-		if s.peek() != '"' {
-			return ErrSyntax
-		}
-		name, err := s.str()
-		if err != nil {
-			return err
-		}
-		switch {
-		case seen != nil:
-			if err := add(seen, name); err != nil {
+		if object {
+			if s.peek() != '"' {
+				return ErrSyntax
+			}
+			name, err := s.str()
+			if err != nil {
 				return err
 			}
-		case len(names) < smallObject:
-			for _, n := range names {
-				if sameName(n, name) {
-					return ErrDuplicate
-				}
+			if err := seen.add(name); err != nil {
+				return err
 			}
-			names = append(names, name)
-		default:
-			seen = make(map[string]struct{}, 2*smallObject)
-			for _, n := range append(names, name) {
-				if err := add(seen, n); err != nil {
-					return err
-				}
+			s.space()
+			if s.peek() != ':' {
+				return ErrSyntax
 			}
+			s.pos++
+			s.space()
 		}
-		s.space()
-		if s.peek() != ':' {
-			return ErrSyntax
-		}
-		s.pos++
-		s.space()
 		if err := s.value(depth); err != nil {
 			return err
 		}
@@ -157,7 +142,7 @@ func (s *scanner) object(depth int) error {
 		case ',':
 			s.pos++
 			s.space()
-		case '}':
+		case end:
 			s.pos++
 			return nil
 		default:
@@ -166,32 +151,38 @@ func (s *scanner) object(depth int) error {
 	}
 }
 
-func (s *scanner) array(depth int) error {
-	if depth > maxDepth {
-		return ErrDepth
-	}
-	s.pos++
-	s.space()
-	if s.peek() == ']' {
-		s.pos++
+// names are the member names of one object met so far: raw while there are few, decoded into a map
+// past smallObject.
+type names struct {
+	small [smallObject][]byte
+	n     int
+	big   map[string]struct{}
+}
+
+// add adds a raw name, or returns ErrDuplicate if it is there already.
+func (ns *names) add(raw []byte) error {
+	if ns.big == nil && ns.n < smallObject {
+		for _, prev := range ns.small[:ns.n] {
+			if sameName(prev, raw) {
+				return ErrDuplicate
+			}
+		}
+		ns.small[ns.n] = raw
+		ns.n++
 		return nil
 	}
-	for {
-		if err := s.value(depth); err != nil {
-			return err
-		}
-		s.space()
-		switch s.peek() {
-		case ',':
-			s.pos++
-			s.space()
-		case ']':
-			s.pos++
-			return nil
-		default:
-			return ErrSyntax
+	if ns.big == nil {
+		ns.big = make(map[string]struct{}, 2*smallObject)
+		for _, prev := range ns.small {
+			ns.big[decode(prev)] = struct{}{}
 		}
 	}
+	name := decode(raw)
+	if _, dup := ns.big[name]; dup {
+		return ErrDuplicate
+	}
+	ns.big[name] = struct{}{}
+	return nil
 }
 
 // str scans a string and returns its raw contents, between the quotes.
@@ -279,19 +270,16 @@ func (s *scanner) digits() bool {
 	return s.pos > start
 }
 
-// add puts the decoded raw name in seen, or returns ErrDuplicate if it is there.
-func add(seen map[string]struct{}, raw []byte) error {
-	var b []byte
+// decode returns a raw (escaped, valid) name as encoding/json decodes it.
+func decode(raw []byte) string {
+	var b strings.Builder
+	b.Grow(len(raw)) // enough unless invalid UTF-8 bytes, each read as U+FFFD, make it longer
 	for i := 0; i < len(raw); {
 		var r rune
 		r, i = nextRune(raw, i)
-		b = utf8.AppendRune(b, r)
+		b.WriteRune(r)
 	}
-	if _, dup := seen[string(b)]; dup {
-		return ErrDuplicate
-	}
-	seen[string(b)] = struct{}{}
-	return nil
+	return b.String()
 }
 
 // sameName reports whether two raw (escaped, valid) names decode to the same string.

@@ -38,6 +38,8 @@ func TestCheck(t *testing.T) {
 		{many(40, `"z":1`), nil},
 		{many(40, `"k3":1`), ErrDuplicate},
 		{many(40, `"k\u0033\u0039":1`), ErrDuplicate},
+		{many(40, "\"\xff\":1,\"\xfe\":2"), ErrDuplicate},
+		{many(40, `"\ud83d\ude00":1,"😀":2`), ErrDuplicate},
 		{strings.Repeat("[", 64) + strings.Repeat("]", 64), nil},
 		{strings.Repeat("[", 65) + strings.Repeat("]", 65), ErrDepth},
 		{strings.Repeat(`{"a":`, 65) + "1" + strings.Repeat("}", 65), ErrDepth},
