@@ -2,11 +2,16 @@
 // publishes, so that a fleet reconnecting after an outage costs the identity provider nothing and keeps
 // working while it is down.
 //
-// A token is accepted only after all of: its alg is in the allow-list (never "none", never an HMAC
-// algorithm: the keys here are public), its typ is at+jwt, JWT or absent, its signature verifies with
-// one of the issuer's keys (chosen by kid), iss is the configured issuer, aud holds a configured
-// audience when audiences are configured, exp is present and not past, and nbf and iat are not in the
-// future, the last three with a configurable clock skew. Nothing is accepted by parsing alone.
+// A token is accepted only after all of: its header and claims are JSON with no member name twice in
+// one object (see strictjson), its header has no crit, its alg is in the allow-list (never "none",
+// never an HMAC algorithm: the keys here are public), its typ is at+jwt, JWT or absent, its signature
+// verifies with one of the issuer's keys (chosen by kid), iss is the configured issuer, aud holds a
+// configured audience when audiences are configured, exp is present and not past, and nbf and iat are
+// not in the future, the last three with a configurable clock skew. Nothing is accepted by parsing
+// alone.
+//
+// A refusal's text is one of the reasons in errors.go and a detail this package writes itself: never a
+// library's error text, and a value from the token only quoted as printable ASCII and cut short.
 package jwt
 
 import (
