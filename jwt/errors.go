@@ -15,8 +15,9 @@ var ErrTokenInvalid = errors.New("token rejected")
 // must never be cached as a refusal.
 var ErrKeysUnavailable = errors.New("jwt: signing keys unavailable")
 
-// Reasons for refusing a token. Messages name the reason, never the token or claim values: they end up
-// in broker logs.
+// Reasons for refusing a token. A refusal's text is "jwt: ", the reason, and at most a short detail
+// this package writes itself, never a library's error text, the token, or a claim value: it ends up in
+// broker logs and in the negative cache. Of the token, only kid, alg or typ may appear, through quote.
 var (
 	ErrMalformed    = errors.New("malformed JWS")
 	ErrAlgorithm    = errors.New("algorithm not allowed")
