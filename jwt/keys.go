@@ -16,10 +16,16 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/logtext"
 )
 
 // Limits of the key set. Unknown kids are what a forger controls, so they may cost at most one fetch per
 // minRefetch however many arrive; the periodic refresh drops keys the issuer has withdrawn.
+// maxQuotedError bounds what a key fetch error quotes of net/http's text, which may echo what the
+// identity provider sent.
+const maxQuotedError = 128
+
 const (
 	minRefetch    = 5 * time.Second
 	refreshEvery  = 15 * time.Minute
@@ -235,7 +241,7 @@ func (s *keySet) discover(doc string) (string, error) {
 		return "", fmt.Errorf("%s: not a JSON metadata document", doc)
 	}
 	if meta.Issuer != s.issuer {
-		return "", fmt.Errorf("%s: issuer %s is not jwt_issuer %q", doc, quote(meta.Issuer, maxQuoted), s.issuer)
+		return "", fmt.Errorf("%s: issuer %s is not jwt_issuer %q", doc, logtext.Quote(meta.Issuer), s.issuer)
 	}
 	// The URL is logged and named in errors: printable ASCII (which QuoteToASCII leaves as it is) of a
 	// bounded length.
@@ -243,10 +249,10 @@ func (s *keySet) discover(doc string) (string, error) {
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" ||
 		len(meta.JWKSURI) > maxKeysURL || strconv.QuoteToASCII(meta.JWKSURI) != `"`+meta.JWKSURI+`"` {
 		return "", fmt.Errorf("%s: jwks_uri %s is not an http(s) URL of at most %d printable ASCII bytes",
-			doc, quote(meta.JWKSURI, maxQuoted), maxKeysURL)
+			doc, logtext.Quote(meta.JWKSURI), maxKeysURL)
 	}
 	if u.Scheme == "http" && strings.HasPrefix(s.issuer, "https://") {
-		return "", fmt.Errorf("%s: jwks_uri %s is plain http for an https issuer", doc, quote(meta.JWKSURI, maxQuoted))
+		return "", fmt.Errorf("%s: jwks_uri %s is plain http for an https issuer", doc, logtext.Quote(meta.JWKSURI))
 	}
 	return meta.JWKSURI, nil
 }
@@ -265,13 +271,13 @@ func (s *keySet) get(u string) ([]byte, error) {
 		if ue := (*url.Error)(nil); errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return nil, fmt.Errorf("%s: %s", u, quote(err.Error(), maxQuotedError))
+		return nil, fmt.Errorf("%s: %s", u, logtext.QuoteN(err.Error(), maxQuotedError))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxDocument+1))
 	switch {
 	case err != nil:
-		return nil, fmt.Errorf("%s: reading the answer: %s", u, quote(err.Error(), maxQuotedError))
+		return nil, fmt.Errorf("%s: reading the answer: %s", u, logtext.QuoteN(err.Error(), maxQuotedError))
 	case resp.StatusCode != http.StatusOK:
 		return nil, fmt.Errorf("%s: HTTP %d", u, resp.StatusCode)
 	case len(body) > maxDocument:
@@ -320,7 +326,7 @@ func sameKids(a, b []jose.JSONWebKey) bool {
 func kidList(keys []jose.JSONWebKey) string {
 	ids := make([]string, len(keys))
 	for i, k := range keys {
-		ids[i] = quote(k.KeyID, maxQuoted)
+		ids[i] = logtext.Quote(k.KeyID)
 	}
 	return strings.Join(ids, ", ")
 }

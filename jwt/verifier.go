@@ -23,12 +23,12 @@ import (
 	"math"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/logtext"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/strictjson"
 	"github.com/tidwall/gjson"
 )
@@ -222,10 +222,10 @@ func (v *Verifier) verify(ctx context.Context, token string) (Result, error) {
 	}
 	alg := hdr.Get("alg").String()
 	if !slices.Contains(v.algs, jose.SignatureAlgorithm(alg)) {
-		return Result{}, refuse(ErrAlgorithm, "%s", quote(alg, maxQuoted))
+		return Result{}, refuse(ErrAlgorithm, "%s", logtext.Quote(alg))
 	}
 	if typ := hdr.Get("typ"); typ.Exists() && !goodType(typ.String()) {
-		return Result{}, refuse(ErrType, "%s", quote(typ.String(), maxQuoted))
+		return Result{}, refuse(ErrType, "%s", logtext.Quote(typ.String()))
 	}
 	// This verifier implements no JWS extension, so RFC 7515 §4.1.11 makes any crit a refusal, and an
 	// empty list is malformed anyway. go-jose v4 checks crit only in Verify, and lets through an absent
@@ -256,7 +256,7 @@ func (v *Verifier) verify(ctx context.Context, token string) (Result, error) {
 		}
 	}
 	if err != nil {
-		return Result{}, refuse(ErrBadSignature, "kid %s", quote(kid, maxQuoted))
+		return Result{}, refuse(ErrBadSignature, "kid %s", logtext.Quote(kid))
 	}
 	return v.checkClaims(payload)
 }
@@ -275,12 +275,12 @@ func (v *Verifier) fetchFor(ctx context.Context, kid, alg string) ([]jose.JSONWe
 		err = v.keys.refresh(ctx, false)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: kid %s not held: %v", ErrKeysUnavailable, quote(kid, maxQuoted), err)
+		return nil, fmt.Errorf("%w: kid %s not held: %v", ErrKeysUnavailable, logtext.Quote(kid), err)
 	}
 	if keys := v.keys.candidates(kid, alg); len(keys) > 0 {
 		return keys, nil
 	}
-	return nil, refuse(ErrUnknownKey, "kid %s", quote(kid, maxQuoted))
+	return nil, refuse(ErrUnknownKey, "kid %s", logtext.Quote(kid))
 }
 
 // checkClaims applies the RFC 9068 §4 checks that follow a good signature.
@@ -365,30 +365,4 @@ func numericDate(f float64) time.Time {
 	}
 	sec, frac := math.Modf(f)
 	return time.Unix(int64(sec), int64(frac*1e9))
-}
-
-// Bounds on what quote returns, quotes included: for a value from a token (kid, alg, typ), and for the
-// text of an error met fetching keys, which may quote what the identity provider sent.
-const (
-	maxQuoted      = 66
-	maxQuotedError = 130
-)
-
-// quote returns a value from a token or an identity provider as a Go string literal safe to log and to
-// keep: printable ASCII only (no line breaks or control characters to forge log lines with, QuoteToASCII
-// escapes them), at most max bytes, cut on a rune boundary and followed by "..." when cut.
-func quote(s string, max int) string {
-	cut := min(len(s), max-2)
-	for {
-		for i := 0; i < utf8.UTFMax-1 && cut > 0 && cut < len(s) && !utf8.RuneStart(s[cut]); i++ {
-			cut--
-		}
-		if q := strconv.QuoteToASCII(s[:cut]); len(q) <= max {
-			if cut < len(s) {
-				q += "..."
-			}
-			return q
-		}
-		cut--
-	}
 }

@@ -15,23 +15,42 @@ import (
 	"unicode/utf8"
 )
 
-// MaxValue is how many bytes of a value Quote shows; the rest is replaced by "…". Enough for a client
-// id, a kid or a claim name; a value longer than this is not worth more log.
+// MaxValue is how many bytes Quote writes between the quotes, escapes included; the rest is replaced by
+// "…". Enough for a client id, a kid or a claim name; a value longer than this is not worth more log.
 const MaxValue = 64
 
 // MaxLine is how many bytes of a line Line keeps before its escapes; the rest is replaced by "…".
 const MaxLine = 1024
 
-// Quote returns s as a double-quoted Go string literal of at most MaxValue bytes of s: control
-// characters, newlines, quotes, backslashes, invalid UTF-8 and non-printing runes (bidi overrides,
-// U+2028) are escaped, so the result is one line of printable text.
-func Quote(s string) string {
-	s, cut := truncate(s, MaxValue)
-	q := strconv.Quote(s)
-	if cut {
-		q += "…"
+// Quote returns s as a double-quoted Go string literal with at most MaxValue bytes between its quotes:
+// control characters, newlines, quotes, backslashes, invalid UTF-8 and non-printing runes (bidi
+// overrides, U+2028) are escaped as strconv.Quote escapes them, so the result is one line of printable
+// text. A value cut short is followed by "…".
+func Quote(s string) string { return QuoteN(s, MaxValue) }
+
+// QuoteN is Quote with room for max bytes between the quotes, for longer texts such as a library's
+// error message. The bound is on what is written, escapes included, so the caller knows what a value
+// costs in a log line or in memory however hostile it is.
+func QuoteN(s string, max int) string {
+	var b strings.Builder
+	b.Grow(min(len(s), max) + 2 + len("…"))
+	b.WriteByte('"')
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		out := s[i : i+n]
+		if needsEscape(r, n) || r == '"' || r == '\\' {
+			q := strconv.Quote(out)
+			out = q[1 : len(q)-1]
+		}
+		if b.Len()-1+len(out) > max {
+			b.WriteString(`"…`)
+			return b.String()
+		}
+		b.WriteString(out)
+		i += n
 	}
-	return q
+	b.WriteByte('"')
+	return b.String()
 }
 
 // Line returns msg cut to MaxLine bytes, with control characters, invalid UTF-8 and non-printing runes

@@ -34,8 +34,10 @@ func TestQuote(t *testing.T) {
 		{"\x1b[31mred", `"\x1b[31mred"`},
 		{"héllo", `"héllo"`},
 		{long, `"` + long[:MaxValue] + `"…`},
-		// A cut inside a rune keeps the whole rune out.
+		// A cut never splits a rune or an escape, and the bound counts escapes.
 		{strings.Repeat("a", MaxValue-1) + "é", `"` + strings.Repeat("a", MaxValue-1) + `"…`},
+		{strings.Repeat("\n", MaxValue), `"` + strings.Repeat(`\n`, MaxValue/2) + `"…`},
+		{strings.Repeat("a", MaxValue-3) + "\x00", `"` + strings.Repeat("a", MaxValue-3) + `"…`},
 	} {
 		if got := Quote(tc.in); got != tc.want {
 			t.Errorf("Quote(%q) = %s, want %s", tc.in, got, tc.want)
@@ -57,11 +59,11 @@ func TestLine(t *testing.T) {
 	}
 }
 
-// A run of continuation bytes must not make the cut walk back to nothing.
+// A run of continuation bytes must not make Line's cut walk back to nothing.
 func TestTruncateInvalid(t *testing.T) {
-	s := strings.Repeat("\x80", 3*MaxValue)
-	if got := Quote(s); len(got) < 3*MaxValue {
-		t.Errorf("Quote of %d continuation bytes kept only %q", len(s), got)
+	s := strings.Repeat("\x80", 3*MaxLine)
+	if got := Line(s); len(got) < MaxLine {
+		t.Errorf("Line of %d continuation bytes kept only %q", len(s), got)
 	}
 }
 
@@ -80,8 +82,7 @@ func FuzzLogText(f *testing.F) {
 		if !strings.HasPrefix(q, `"`) {
 			t.Fatalf("Quote(%q) = %q: not quoted", s, q)
 		}
-		// Each input byte becomes at most 4 output bytes (\xNN), a rune at most 10 (\UNNNNNNNN for 4 bytes).
-		if len(q) > 4*MaxValue+2+len("…") {
+		if len(q) > MaxValue+2+len("…") {
 			t.Fatalf("Quote(%q) is %d bytes", s, len(q))
 		}
 		l := Line(s)
