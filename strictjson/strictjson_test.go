@@ -157,3 +157,37 @@ func FuzzCheck(f *testing.F) {
 		}
 	})
 }
+
+// claimsSet is a realistic JWT access token payload (Keycloak-like, about 1 KiB).
+const claimsSet = `{"exp":1764412800,"iat":1764412500,"auth_time":1764412400,"jti":"0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+"iss":"https://idp.example.com/realms/fleet","aud":["mqtt-broker","account"],"sub":"7d9b2c1e-5a4f-4e3b-9c2d-1a0b9c8d7e6f",
+"typ":"Bearer","azp":"device-fleet","sid":"a1b2c3d4-e5f6-7a8b-9c0d-e1f2a3b4c5d6","acr":"1",
+"realm_access":{"roles":["offline_access","uma_authorization","device"]},
+"resource_access":{"mqtt-broker":{"roles":["publish","subscribe"]},"account":{"roles":["view-profile"]}},
+"scope":"openid email profile mqtt","email_verified":true,"name":"Device 0042","preferred_username":"device-0042",
+"given_name":"Device","family_name":"0042","email":"device-0042@fleet.example.com",
+"acl":{"pub":["fleet/device-0042/#"],"sub":["cmd/device-0042/#","broadcast/#"]}}`
+
+// The checker runs on every JWT checked locally (header and claims) and every introspection answer,
+// on Mosquitto 2.0's broker thread. BenchmarkCheck/decoder is the same check built on encoding/json's
+// tokenizer, the reference the fuzz test compares with: the figure this package is written to beat.
+func BenchmarkCheck(b *testing.B) {
+	data := []byte(claimsSet)
+	if Check(data) != nil {
+		b.Fatal("claims set refused")
+	}
+	b.Run("strictjson", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			Check(data)
+		}
+	})
+	b.Run("decoder", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			reference(data)
+		}
+	})
+}
