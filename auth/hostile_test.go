@@ -145,3 +145,33 @@ func TestNegativeEntriesStaySmall(t *testing.T) {
 		t.Fatal("test error is not a refusal")
 	}
 }
+
+// A session costs a small, fixed amount beside its grants: 10 000 sessions with two rules and a topics
+// claim (three grants each) fit in 10 MiB, about 1 KiB each. What a client sends adds nothing: its
+// client id is bounded by the broker, and its grants are the operator's rules and the IdP's claims.
+func TestSessionMemory(t *testing.T) {
+	clk := &testClock{t: time.Unix(1_000_000, 0)}
+	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(deviceClaims)}}
+	e, _ := newTestEngine(t, idp, clk, opt("acl_rule", "allow all users/%u/#"), opt("acl_rule", "allow subscribe broadcast/#"),
+		opt("acl_topics_claim", "topics"), opt("username_validation", "true"), opt("username_validation_template", "%%oidc-username%%"))
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	const n = 10_000
+	// The cache entry is counted elsewhere (TestCacheMemory): one token for all sessions here.
+	e.Authenticate(context.Background(), Request{ClientID: "warm", Username: "alice", Password: token})
+	sessions := make([]*Session, n)
+	before := heap()
+	for i := range sessions {
+		sessions[i] = sessionFor(t, e, Request{ClientID: fmt.Sprintf("device-%06d", i), Username: "alice", Password: token})
+	}
+	used := heap() - before
+	t.Logf("%d sessions: %d bytes each", n, used/n)
+	if used/n > 1024 {
+		t.Errorf("a session costs %d bytes, over 1024", used/n)
+	}
+	runtime.KeepAlive(sessions)
+}
