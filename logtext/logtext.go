@@ -19,7 +19,7 @@ import (
 // "…". Enough for a client id, a kid or a claim name; a value longer than this is not worth more log.
 const MaxValue = 64
 
-// MaxLine is how many bytes of a line Line keeps before its escapes; the rest is replaced by "…".
+// MaxLine is how many bytes Line writes, escapes included; the rest is replaced by "…".
 const MaxLine = 1024
 
 // Quote returns s as a double-quoted Go string literal with at most MaxValue bytes between its quotes:
@@ -53,40 +53,34 @@ func QuoteN(s string, max int) string {
 	return b.String()
 }
 
-// Line returns msg cut to MaxLine bytes, with control characters, invalid UTF-8 and non-printing runes
-// escaped as strconv.Quote would escape them, and nothing else changed: a line of our own reads as
-// written, and no byte of it can start another line.
+// Line returns msg with control characters, invalid UTF-8 and non-printing runes escaped as
+// strconv.Quote would escape them, and nothing else changed, cut to at most MaxLine bytes of output
+// (then followed by "…"): a line of our own reads as written, and no byte of it can start another line.
 func Line(msg string) string {
-	msg, cut := truncate(msg, MaxLine)
-	clean := true
-	for i := 0; i < len(msg); {
+	clean := len(msg) <= MaxLine
+	for i := 0; clean && i < len(msg); {
 		r, n := utf8.DecodeRuneInString(msg[i:])
-		if needsEscape(r, n) {
-			clean = false
-			break
-		}
+		clean = !needsEscape(r, n)
 		i += n
 	}
 	if clean {
-		if cut {
-			return msg + "…"
-		}
 		return msg
 	}
 	var b strings.Builder
-	b.Grow(len(msg) + 16)
+	b.Grow(min(len(msg), MaxLine) + len("…"))
 	for i := 0; i < len(msg); {
 		r, n := utf8.DecodeRuneInString(msg[i:])
+		out := msg[i : i+n]
 		if needsEscape(r, n) {
-			q := strconv.Quote(msg[i : i+n])
-			b.WriteString(q[1 : len(q)-1])
-		} else {
-			b.WriteString(msg[i : i+n])
+			q := strconv.Quote(out)
+			out = q[1 : len(q)-1]
 		}
+		if b.Len()+len(out) > MaxLine {
+			b.WriteString("…")
+			break
+		}
+		b.WriteString(out)
 		i += n
-	}
-	if cut {
-		b.WriteString("…")
 	}
 	return b.String()
 }
@@ -94,16 +88,4 @@ func Line(msg string) string {
 // needsEscape reports whether the rune r, n bytes long, must not reach a log line as it is.
 func needsEscape(r rune, n int) bool {
 	return (r == utf8.RuneError && n == 1) || !strconv.IsPrint(r)
-}
-
-// truncate cuts s to at most max bytes on a rune boundary and says whether it cut.
-func truncate(s string, max int) (string, bool) {
-	if len(s) <= max {
-		return s, false
-	}
-	i := max
-	for j := 0; j < utf8.UTFMax-1 && i > 0 && !utf8.RuneStart(s[i]); j++ {
-		i-- // back to the start of a rune cut in two; invalid bytes are escaped later anyway
-	}
-	return s[:i], true
 }
