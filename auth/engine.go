@@ -56,11 +56,13 @@ type Request struct {
 // Decision is the engine's answer. When Rename is set the broker must give the client Username before
 // it runs any ACL check, so acl_file %u patterns see the new name. Session is set for an accepted client
 // when the plugin authorizes topics (acl_* options): the plugin keeps it for the client's ACL checks.
+// Expiry is when an accepted client's token expires (zero when it has no exp): its lease ends then.
 type Decision struct {
 	Result   Result
 	Rename   bool
 	Username string
 	Session  *Session
+	Expiry   time.Time
 }
 
 // Verifier checks an access token and returns its claims. introspect.Client is the one in use; tests
@@ -164,7 +166,6 @@ func newEngine(cfg *config.Config, intro Verifier, jv *jwt.Verifier, log Logger,
 	e.v = &verifier{
 		intro:    intro,
 		jwt:      jv,
-		skew:     cfg.JWTClockSkew,
 		cache:    cache.New[verdict](entries, now),
 		ttl:      cfg.CacheTTL,
 		negTTL:   cfg.NegativeCacheTTL,
@@ -232,7 +233,7 @@ func (e *Engine) Verify(ctx context.Context, req Request) Decision {
 func (e *Engine) FromMemory(req Request) (d Decision, ok bool) {
 	c := e.cfg
 	val := c.ValidationTemplate
-	if c.UsernameValidation && !val.HasPlaceholders() && req.Username != val.String() && !e.renamedBy(req) {
+	if c.UsernameValidation && !val.HasPlaceholders() && req.Username != val.String() {
 		// With defer this is how password_file users pass by on every CONNECT: not worth a notice.
 		level := LevelNotice
 		if c.ValidationError == config.Defer {
@@ -275,18 +276,6 @@ func accessTokenShape(tok string) bool {
 		}
 	}
 	return true
-}
-
-// renamedBy recognises Mosquitto's re-check of a client this plugin renamed: on SIGHUP the broker runs
-// BASIC_AUTH again with the new username and the original token, and that username no longer matches a
-// placeholder-free validation template such as "oauth2-token". It is the same client exactly when its
-// token is cached as valid and renders to that username.
-func (e *Engine) renamedBy(req Request) bool {
-	if !e.cfg.UsernameReplacement || req.Password == "" {
-		return false
-	}
-	vd, hit := e.v.cached(cache.KeyOf(req.Password))
-	return hit && vd.valid && vd.renameErr == "" && vd.newName == req.Username
 }
 
 // render applies the templates that need claims, once per verified token, and keeps the claims when
@@ -332,7 +321,7 @@ func (e *Engine) decide(req Request, vd verdict) Decision {
 	}
 	// No log line for an accepted client: the broker logs every connection itself, with the new
 	// username, and a reconnect with a cached token should cost no formatting.
-	d := Decision{Result: Allow}
+	d := Decision{Result: Allow, Expiry: vd.expiry}
 	if c.UsernameReplacement {
 		if vd.renameErr != "" {
 			return e.refuse(req, c.ReplacementError, "username_replacement_template: "+vd.renameErr)

@@ -12,7 +12,7 @@ import (
 type Session struct {
 	clientID string
 	grants   *acl.Grants
-	expiry   time.Time // zero: the token had no exp; for a JWT, exp plus jwt_clock_skew
+	expiry   time.Time // zero: the token had no exp
 }
 
 // ClientID is the client id the session was made for. The plugin compares it with the client of each

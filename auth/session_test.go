@@ -25,7 +25,7 @@ func sessionFor(t *testing.T, e *Engine, req Request) *Session {
 func TestAuthorize(t *testing.T) {
 	clk := &testClock{t: time.Unix(1_000_000, 0)}
 	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(deviceClaims), Expiry: clk.t.Add(time.Hour)}}
-	e, _ := newTestEngine(t, idp, clk,
+	e, _ := newTestEngine(t, idp, clk, opt("cache_ttl", "300"),
 		opt("username_replacement", "true"), opt("username_replacement_template", "%%oidc-username%%"),
 		opt("acl_rule", "allow all users/%u/#"),
 		opt("acl_rule", "allow subscribe tenants/%%claim:tenant%%/#"),

@@ -47,7 +47,6 @@ type call struct {
 type verifier struct {
 	intro   Verifier      // nil without introspection_endpoint
 	jwt     *jwt.Verifier // nil unless jwt_verification
-	skew    time.Duration // jwt_clock_skew
 	cache   *cache.Cache[verdict]
 	ttl     time.Duration
 	negTTL  time.Duration
@@ -147,14 +146,9 @@ func (v *verifier) held(k cache.Key, token string) (vd verdict, ok bool) {
 	return vd, err == nil
 }
 
-// jwtResult is a verified JWT as the cache and sessions see it: valid until its exp plus the clock skew
-// it was accepted with, the time a fresh check would start refusing it.
+// jwtResult is a verified JWT as the cache and sessions see it: valid until its exp.
 func (v *verifier) jwtResult(r jwt.Result) introspect.Result {
-	res := introspect.Result{Claims: r.Claims}
-	if !r.Expiry.IsZero() {
-		res.Expiry = r.Expiry.Add(v.skew)
-	}
-	return res
+	return introspect.Result{Claims: r.Claims, Expiry: r.Expiry}
 }
 
 // sweepEvery is how often the cache is swept of expired entries, and sweepRound how many entries one

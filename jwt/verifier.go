@@ -6,9 +6,8 @@
 // one object (see strictjson), its header has no crit, its alg is in the allow-list (never "none",
 // never an HMAC algorithm: the keys here are public), its typ is at+jwt, JWT or absent, its signature
 // verifies with one of the issuer's keys (chosen by kid), iss is the configured issuer, aud holds a
-// configured audience when audiences are configured, exp is present and not past, and nbf and iat are
-// not in the future, the last three with a configurable clock skew. Nothing is accepted by parsing
-// alone.
+// configured audience when audiences are configured, exp is present and not past (no leeway), and nbf
+// and iat are not in the future (with a configurable clock skew). Nothing is accepted by parsing alone.
 //
 // A refusal's text is one of the reasons in errors.go and a detail this package writes itself: never a
 // library's error text, and a value from the token only quoted as printable ASCII and cut short.
@@ -36,7 +35,7 @@ import (
 // DefaultAlgorithms is the allow-list when none is configured: every asymmetric JWS algorithm.
 var DefaultAlgorithms = []string{"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA"}
 
-// DefaultClockSkew is how far the broker's clock and the issuer's may disagree on exp, nbf and iat.
+// DefaultClockSkew is how far the issuer's clock may run ahead of the broker's on nbf and iat.
 const DefaultClockSkew = 30 * time.Second
 
 // Config describes one trusted issuer.
@@ -50,7 +49,7 @@ type Config struct {
 	// Algorithms is the allow-list of JWS algorithms; empty means DefaultAlgorithms. Only asymmetric
 	// algorithms are accepted.
 	Algorithms []string
-	// ClockSkew is the leeway on exp, nbf and iat.
+	// ClockSkew is the leeway on nbf and iat; exp has none.
 	ClockSkew time.Duration
 	// Timeout bounds one discovery or key set request.
 	Timeout time.Duration
@@ -302,8 +301,10 @@ func (v *Verifier) checkClaims(payload []byte) (Result, error) {
 	if exp.Type != gjson.Number {
 		return Result{}, refuse(ErrNoExpiry, "")
 	}
+	// No leeway on exp: a token is good until its exp and not after, for admission, the cache and the
+	// lease alike. The clock skew only spares tokens minted a moment ahead of this clock (nbf, iat).
 	expiry := numericDate(exp.Num)
-	if now.After(expiry.Add(v.skew)) {
+	if !now.Before(expiry) {
 		return Result{}, refuse(ErrExpired, "exp %s", expiry.UTC().Format(time.RFC3339))
 	}
 	for _, c := range []struct {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/auth"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/logtext"
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/sessions"
 )
 
 // logQueue is the core's Logger. The broker's log function may only be called on the broker thread,
@@ -87,24 +88,41 @@ func logLine(level auth.Level, msg string) {
 	C.oauth2_log(brokerLevels[level], cs)
 }
 
-// setUsername gives the client its new name ("" makes it anonymous). The broker copies the string and
+// brokerCalls is the session machine's Broker: the broker's functions, called on the broker thread.
+type brokerCalls struct{ inst *instance }
+
+// SetUsername gives the client its new name ("" makes it anonymous). The broker copies the string and
 // re-reads its acl_file entries for the client, so %u patterns see the new name from the first ACL check
 // on.
-func setUsername(client *C.struct_mosquitto, name string) error {
+func (brokerCalls) SetUsername(c sessions.Client, name string) error {
 	var cs *C.char
 	if name != "" {
 		cs = C.CString(name)
 		defer C.free(unsafe.Pointer(cs))
 	}
-	if rc := C.mosquitto_set_username(client, cs); rc != C.MOSQ_ERR_SUCCESS {
+	if rc := C.mosquitto_set_username((*C.struct_mosquitto)(c), cs); rc != C.MOSQ_ERR_SUCCESS {
 		return fmt.Errorf("mosquitto_set_username failed with code %d", int(rc))
 	}
 	return nil
 }
 
-// kick disconnects a client by id, without its will.
-func kick(clientID string) {
+// Kick disconnects a client by id, without its Will: a client whose lease ended has no authority left
+// to publish one.
+func (brokerCalls) Kick(clientID string) {
 	cs := C.CString(clientID)
 	defer C.free(unsafe.Pointer(cs))
 	C.mosquitto_kick_client_by_clientid(cs, false)
 }
+
+// Complete answers a delayed check (2.1).
+func (brokerCalls) Complete(clientID string, allow bool) {
+	rc := C.int(C.MOSQ_ERR_AUTH)
+	if allow {
+		rc = C.MOSQ_ERR_SUCCESS
+	}
+	cs := C.CString(clientID)
+	defer C.free(unsafe.Pointer(cs))
+	C.oauth2_complete_basic_auth(cs, rc)
+}
+
+func (b brokerCalls) FlushLog() { b.inst.log.flush() }

@@ -18,6 +18,7 @@ struct instance {
 	mosquitto_plugin_id_t *id;
 	uintptr_t handle; // cgo.Handle of the Go instance
 	int connect_registered;
+	int offline_registered;
 	int acl_registered;
 	// tick_flags is set by Go (atomically, see plugin/broker.go): OAUTH2_TICK_WORK when the next tick has
 	// work (log lines, delayed answers, kicks, sessions to forget), OAUTH2_TICK_RUNG when the doorbell
@@ -93,7 +94,16 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 	struct mosquitto_evt_disconnect *ed = event_data;
 	struct instance *inst = userdata;
 	(void)event;
-	goDisconnect(inst->handle, ed->client);
+	goDisconnect(inst->handle, ed->client, 0);
+	return MOSQ_ERR_SUCCESS;
+}
+
+static int on_client_offline(int event, void *event_data, void *userdata)
+{
+	struct oauth2_evt_client_offline *ed = event_data;
+	struct instance *inst = userdata;
+	(void)event;
+	goDisconnect(inst->handle, ed->client, 1);
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -159,12 +169,15 @@ static void unregister_all(struct instance *inst)
 {
 	mosquitto_callback_unregister(inst->id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
 	mosquitto_callback_unregister(inst->id, MOSQ_EVT_TICK, on_tick, NULL);
+	mosquitto_callback_unregister(inst->id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL);
 	if (inst->connect_registered) {
 		mosquitto_callback_unregister(inst->id, OAUTH2_EVT_CONNECT, on_connect, NULL);
 	}
+	if (inst->offline_registered) {
+		mosquitto_callback_unregister(inst->id, OAUTH2_EVT_CLIENT_OFFLINE, on_client_offline, NULL);
+	}
 	if (inst->acl_registered) {
 		mosquitto_callback_unregister(inst->id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL);
-		mosquitto_callback_unregister(inst->id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL);
 	}
 }
 
@@ -193,20 +206,23 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 	if (rc == MOSQ_ERR_SUCCESS) {
 		rc = mosquitto_callback_register(identifier, MOSQ_EVT_TICK, on_tick, NULL, inst);
 	}
+	if (rc == MOSQ_ERR_SUCCESS) {
+		// Every admitted client's lease ends when it leaves.
+		rc = mosquitto_callback_register(identifier, MOSQ_EVT_DISCONNECT, on_disconnect, NULL, inst);
+	}
 	if (rc == MOSQ_ERR_SUCCESS && delay) {
-		// 2.1 only: where a delayed check renames the client (see goConnect).
+		// 2.1 only: where a delayed check renames the client (see goConnect), and where a persistent
+		// session goes offline without a DISCONNECT.
 		rc = mosquitto_callback_register(identifier, OAUTH2_EVT_CONNECT, on_connect, NULL, inst);
 		inst->connect_registered = rc == MOSQ_ERR_SUCCESS;
+		if (rc == MOSQ_ERR_SUCCESS) {
+			rc = mosquitto_callback_register(identifier, OAUTH2_EVT_CLIENT_OFFLINE, on_client_offline, NULL, inst);
+			inst->offline_registered = rc == MOSQ_ERR_SUCCESS;
+		}
 	}
 	if (rc == MOSQ_ERR_SUCCESS && acl) {
 		// Only with acl_* options: users of acl_file or dynamic security pay nothing per message.
 		rc = mosquitto_callback_register(identifier, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL, inst);
-		if (rc == MOSQ_ERR_SUCCESS) {
-			rc = mosquitto_callback_register(identifier, MOSQ_EVT_DISCONNECT, on_disconnect, NULL, inst);
-			if (rc != MOSQ_ERR_SUCCESS) {
-				mosquitto_callback_unregister(identifier, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL);
-			}
-		}
 		inst->acl_registered = rc == MOSQ_ERR_SUCCESS;
 	}
 	if (rc != MOSQ_ERR_SUCCESS) {

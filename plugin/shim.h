@@ -19,6 +19,14 @@ struct oauth2_evt_connect {
 	void *future2[4];
 };
 
+#define OAUTH2_EVT_CLIENT_OFFLINE 28
+struct oauth2_evt_client_offline {
+	void *future;
+	struct mosquitto *client;
+	int reason;
+	void *future2[4];
+};
+
 // Bits of an instance's tick flags (see struct instance in plugin.c).
 #define OAUTH2_TICK_WORK 1
 #define OAUTH2_TICK_RUNG 2

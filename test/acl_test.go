@@ -57,10 +57,11 @@ func expectPublish(t *testing.T, c *client, topic string, allowed bool) {
 }
 
 // Topic rights from token claims: acl_rule templates, a topics list, EMQX's ACL claim in both forms.
-// Nothing else grants anything (acl_no_match deny, the default).
+// Nothing else grants anything (acl_no_match deny, the default). With disconnect_on_expiry false, a
+// client whose token expired stays connected but loses every right.
 func TestClaimACLs(t *testing.T) {
 	e := newEnv(t)
-	b := e.broker(t, "", aclRules...)
+	b := e.broker(t, "", append(aclRules, "disconnect_on_expiry", "false")...)
 	alice := connectAs(t, b, e, "alice-1", "alice", aliceSecret)
 	carol := connectAs(t, b, e, "carol-1", "carol", "carol-secret")
 	erin := connectAs(t, b, e, "erin-1", "erin", "erin-secret")

@@ -21,13 +21,22 @@ const noConnack = 0xFF
 type client struct {
 	v3   mqtt.Client
 	v5   *paho.Client
-	msgs chan string // "topic payload"
+	msgs chan string    // "topic payload"
+	lost chan time.Time // when the broker ended the connection
+}
+
+// connectionLost records the first time the broker ends the connection.
+func (c *client) connectionLost() {
+	select {
+	case c.lost <- time.Now():
+	default:
+	}
 }
 
 // connect3 connects with MQTT 3.1.1 and returns the CONNACK return code; the client is nil unless 0.
 func connect3(t *testing.T, port int, id, user, pass string) (*client, byte) {
 	t.Helper()
-	c := &client{msgs: make(chan string, 100)}
+	c := &client{msgs: make(chan string, 100), lost: make(chan time.Time, 1)}
 	opts := mqtt.NewClientOptions().
 		AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", port)).
 		SetClientID(id).SetUsername(user).SetPassword(pass).
@@ -35,7 +44,8 @@ func connect3(t *testing.T, port int, id, user, pass string) (*client, byte) {
 		SetConnectTimeout(10 * time.Second).SetCleanSession(true).
 		SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) {
 			c.msgs <- m.Topic() + " " + string(m.Payload())
-		})
+		}).
+		SetConnectionLostHandler(func(mqtt.Client, error) { c.connectionLost() })
 	c.v3 = mqtt.NewClient(opts)
 	tok := c.v3.Connect()
 	if !tok.WaitTimeout(15 * time.Second) {
@@ -55,7 +65,7 @@ func connect3(t *testing.T, port int, id, user, pass string) (*client, byte) {
 // connect5 connects with MQTT 5 and returns the CONNACK reason code; the client is nil unless 0.
 func connect5(t *testing.T, port int, id, user, pass string) (*client, byte) {
 	t.Helper()
-	c := &client{msgs: make(chan string, 100)}
+	c := &client{msgs: make(chan string, 100), lost: make(chan time.Time, 1)}
 	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		t.Fatal(err)
@@ -66,6 +76,8 @@ func connect5(t *testing.T, port int, id, user, pass string) (*client, byte) {
 			c.msgs <- pr.Packet.Topic + " " + string(pr.Packet.Payload)
 			return true, nil
 		}},
+		OnServerDisconnect: func(*paho.Disconnect) { c.connectionLost() },
+		OnClientError:      func(error) { c.connectionLost() },
 	})
 	cp := &paho.Connect{ClientID: id, KeepAlive: 30, CleanStart: true,
 		Username: user, UsernameFlag: user != "", Password: []byte(pass), PasswordFlag: pass != ""}

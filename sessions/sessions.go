@@ -1,0 +1,441 @@
+// Package sessions keeps what the plugin knows of the clients it admitted, from CONNECT until they leave:
+// their leases (a token is good until its exp, and the client is disconnected then), their topic rights,
+// the delayed checks in flight on Mosquitto 2.1, and what each broker event means for them.
+//
+// It is the plugin's state machine. The plugin package turns each broker callback into one call here
+// (BasicAuth, Connect, Disconnect, ACLCheck, Tick) and carries out what the machine asks of its Broker:
+// set a username, kick a client, complete a delayed check. Everything here runs on the broker thread,
+// so the machine takes no lock; the only other goroutine is its wake-up timer, which touches nothing
+// but the Wake function it was given.
+package sessions
+
+import (
+	"container/heap"
+	"context"
+	"fmt"
+	"time"
+	"unsafe"
+
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/acl"
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/auth"
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/cache"
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/logtext"
+)
+
+// Client is the broker's handle for one connection (its struct mosquitto pointer). It is opaque here:
+// two events are about the same connection exactly when their Clients are equal, and the broker may
+// reuse the address for a later connection once the first is gone.
+type Client unsafe.Pointer
+
+// Broker is what the machine asks of Mosquitto. The plugin implements it with the broker's functions;
+// they may only be called on the broker thread, which is where the machine calls them.
+type Broker interface {
+	// SetUsername gives the client a new username ("" makes it anonymous) before any ACL check.
+	SetUsername(c Client, name string) error
+	// Kick disconnects the client with this id, without its Will.
+	Kick(clientID string)
+	// Complete answers a delayed check (Mosquitto 2.1); on allow the broker fires CONNECT from inside it.
+	Complete(clientID string, allow bool)
+	// FlushLog writes the log lines queued so far, so that a refusal's reason precedes its CONNACK.
+	FlushLog()
+}
+
+// Core is the engine that turns tokens into decisions; *auth.Engine is the one in use.
+type Core interface {
+	FromMemory(req auth.Request) (auth.Decision, bool)
+	Verify(ctx context.Context, req auth.Request) auth.Decision
+	Start(req auth.Request)
+	Completed(dst []auth.Completion) []auth.Completion
+	Authorize(s *auth.Session, access acl.Access, topic string, qos byte, retain bool) auth.Result
+	RenamesClients() bool
+	AuthorizesTopics() bool
+}
+
+// Options are the machine's settings for one plugin instance.
+type Options struct {
+	// Delay: checks that miss the cache run in the background and are completed in Tick (Mosquitto 2.1).
+	Delay bool
+	// DisconnectOnExpiry kicks each admitted client when its token expires (disconnect_on_expiry).
+	DisconnectOnExpiry bool
+	// Wake is called from the machine's timer goroutine when a lease falls due, so that the plugin makes
+	// the broker call Tick soon.
+	Wake func()
+	Log  auth.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Answer is the machine's answer to a BASIC_AUTH.
+type Answer int
+
+const (
+	Allow Answer = iota
+	Deny
+	Defer
+	// Delayed: the check runs in the background; Tick completes it (Mosquitto 2.1).
+	Delayed
+)
+
+// Conn is what the broker tells of a connection at BASIC_AUTH.
+type Conn struct {
+	Client Client
+	// Registered: the client is already in the broker's table of connected clients (known on 2.1 only),
+	// so this BASIC_AUTH is Mosquitto's re-check on SIGHUP.
+	Registered bool
+	// CleanSession: the session ends with the connection (MQTT 3.1.1 clean session, MQTT 5 clean start).
+	CleanSession bool
+}
+
+// session is one admitted connection.
+type session struct {
+	client   Client
+	clientID string
+	token    cache.Key     // the token it was admitted with: a re-check with the same token is answered here
+	rights   *auth.Session // its topic rights; nil without acl_* options
+	expiry   time.Time     // its token's exp; zero when the token has none
+	online   bool          // false once the broker reported it disconnected
+	index    int           // its place in the lease heap; -1 when not in it
+}
+
+// admission is what a delayed check that succeeded hands to the CONNECT event it fires.
+type admission struct {
+	decision auth.Decision
+	token    cache.Key
+}
+
+// pending is a delayed check in flight.
+type pending struct {
+	attempt uint64
+	token   cache.Key
+}
+
+// Machine is the state of one plugin instance's clients. Broker thread only.
+type Machine struct {
+	core   Core
+	broker Broker
+	opt    Options
+	now    func() time.Time
+
+	// sessions are the admitted connections, byID the connection each admitted client id is on.
+	sessions map[Client]*session
+	byID     map[string]Client
+	// forgotten are sessions to drop once the broker is done with their connection's Will (see forget).
+	forgotten []*session
+	// leases orders the sessions with an expiry by it, earliest first: at its exp an online client is
+	// kicked (DisconnectOnExpiry), an offline one's rights are dropped.
+	leases leaseHeap
+	timer  *time.Timer
+	armed  time.Time // when the timer fires; zero when it is stopped
+	// kicks are clients to disconnect at the next Tick: kicking from inside an event would pull the
+	// client out from under the broker while it is still setting it up.
+	kicks []string
+	// pending is each client id's delayed check; attempts counts them, so that a late answer for a
+	// connection that left cannot complete a new one with the same id. accepted holds the answer of a
+	// delayed check between Complete and the CONNECT event it fires.
+	pending    map[string]pending
+	attempts   uint64
+	accepted   map[string]admission
+	completion []auth.Completion
+}
+
+// New makes the machine for one plugin instance.
+func New(core Core, b Broker, opt Options) *Machine {
+	now := opt.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Machine{core: core, broker: b, opt: opt, now: now,
+		sessions: make(map[Client]*session), byID: make(map[string]Client),
+		pending: make(map[string]pending), accepted: make(map[string]admission)}
+}
+
+// Close stops the wake-up timer.
+func (m *Machine) Close() {
+	if m.timer != nil {
+		m.timer.Stop()
+	}
+}
+
+// BasicAuth decides a CONNECT's username and password (BASIC_AUTH). A connection that already holds a
+// session with this token is Mosquitto's re-check on SIGHUP: its lease answers, without the IdP or the
+// cache, so a reload costs no request however many clients are connected.
+func (m *Machine) BasicAuth(conn Conn, req auth.Request) Answer {
+	m.dropForgotten()
+	defer m.arm()
+	c := conn.Client
+	if s := m.sessions[c]; s != nil && s.online && s.clientID == req.ClientID && s.token == cache.KeyOf(req.Password) {
+		if s.expired(m.now()) {
+			m.logLease(s, "token expired; refused at the broker's re-check")
+			m.drop(c)
+			return Deny
+		}
+		return Allow
+	}
+	// This connection's previous answer, if any, no longer holds; and an address freed by an earlier
+	// client must not lend its session to this one.
+	m.drop(c)
+	d, known := m.core.FromMemory(req)
+	if !known && m.opt.Delay && m.delayable(conn, req) {
+		if m.core.RenamesClients() {
+			// Until the answer names the client, it must not act under the name it chose: ACL checks
+			// that Mosquitto runs while completing the connection see an anonymous client instead.
+			if err := m.broker.SetUsername(c, ""); err != nil {
+				m.logClient(auth.LevelError, req.ClientID, err.Error())
+				return Deny
+			}
+		}
+		m.attempts++
+		req.Attempt = m.attempts
+		m.pending[req.ClientID] = pending{attempt: req.Attempt, token: cache.KeyOf(req.Password)}
+		m.core.Start(req)
+		return Delayed
+	}
+	if !known {
+		d = m.core.Verify(context.Background(), req)
+	}
+	switch d.Result {
+	case auth.Allow:
+		if d.Rename {
+			if err := m.broker.SetUsername(c, d.Username); err != nil {
+				m.logClient(auth.LevelError, req.ClientID, err.Error())
+				return Deny
+			}
+		}
+		m.admit(c, req.ClientID, cache.KeyOf(req.Password), d)
+		return Allow
+	case auth.Defer:
+		return Defer
+	}
+	return Deny
+}
+
+// delayable says whether this check may be delayed. Not when the client is already connected (the
+// broker's re-check on SIGHUP expects an answer, and the client must keep its name), and not for a
+// renamed client resuming a persistent session: the broker re-checks its queued messages before the
+// CONNECT event that would give it its name, and would drop them. The same holds for a persistent
+// client when ACL sessions are on: its queued messages would be checked before it has rights.
+func (m *Machine) delayable(conn Conn, req auth.Request) bool {
+	if req.ClientID == "" || conn.Registered {
+		return false
+	}
+	return !(m.core.RenamesClients() || m.core.AuthorizesTopics()) || conn.CleanSession
+}
+
+// admit gives c its session. An older connection with the same client id (a takeover, or a persistent
+// session's connection that was never freed) loses its own, but not at once: on a takeover the broker
+// sends the old connection's Will after this BASIC_AUTH.
+func (m *Machine) admit(c Client, clientID string, token cache.Key, d auth.Decision) {
+	if old, ok := m.byID[clientID]; ok && old != c {
+		m.forget(old)
+	}
+	s := &session{client: c, clientID: clientID, token: token, rights: d.Session, expiry: d.Expiry, online: true, index: -1}
+	m.sessions[c] = s
+	m.byID[clientID] = c
+	if !s.expiry.IsZero() {
+		heap.Push(&m.leases, s)
+	}
+}
+
+// Connect (Mosquitto 2.1's CONNECT event, fired from inside Complete) gives a client accepted by a
+// delayed check its username and session. If the rename fails the client is kicked: it must not stay
+// connected under a name it chose itself.
+func (m *Machine) Connect(c Client, clientID string) {
+	a, ok := m.accepted[clientID]
+	if !ok {
+		return
+	}
+	delete(m.accepted, clientID)
+	defer m.arm()
+	if a.decision.Rename {
+		if err := m.broker.SetUsername(c, a.decision.Username); err != nil {
+			m.logClient(auth.LevelError, clientID, err.Error()+"; disconnecting it")
+			m.kicks = append(m.kicks, clientID)
+			if m.opt.Wake != nil {
+				m.opt.Wake()
+			}
+			return
+		}
+	}
+	m.admit(c, clientID, a.token, a.decision)
+}
+
+// Disconnect handles a connection that goes offline: DISCONNECT, and Mosquitto 2.1's CLIENT_OFFLINE for
+// persistent sessions. An offline client is not kicked. When its session ends with the connection, its
+// rights go after this event, since the broker sends the client's Will right after it and the Will's
+// check needs them (see forget). A persistent session keeps its rights while the broker queues
+// messages for the offline client, until the token's exp or until the client id is admitted again.
+func (m *Machine) Disconnect(c Client, sessionEnds bool) {
+	m.dropForgotten()
+	s := m.sessions[c]
+	if s == nil {
+		return
+	}
+	s.online = false
+	if sessionEnds {
+		m.forget(c)
+	}
+}
+
+// ACLCheck decides one ACL check from the client's rights, in memory, without allocating. A session
+// made for another client id is not used: an address can be reused by a client this plugin never saw.
+func (m *Machine) ACLCheck(c Client, clientID string, access acl.Access, topic string, qos byte, retain bool) auth.Result {
+	var rights *auth.Session
+	if s := m.sessions[c]; s != nil && s.clientID == clientID {
+		rights = s.rights
+	}
+	return m.core.Authorize(rights, access, topic, qos, retain)
+}
+
+// Tick does what is due on the broker thread: it drops forgotten sessions, kicks clients whose lease
+// ended, and completes delayed checks.
+func (m *Machine) Tick() {
+	m.dropForgotten()
+	now := m.now()
+	for len(m.leases) > 0 && m.leases[0].expired(now) {
+		s := heap.Pop(&m.leases).(*session)
+		switch {
+		case !s.online:
+			m.drop(s.client) // its rights ended with the token; nobody is queueing for it any more
+		case m.opt.DisconnectOnExpiry && m.byID[s.clientID] == s.client:
+			m.logLease(s, "token expired; disconnecting")
+			m.kicks = append(m.kicks, s.clientID)
+		}
+	}
+	for _, id := range m.kicks {
+		m.broker.Kick(id)
+	}
+	clear(m.kicks)
+	m.kicks = m.kicks[:0]
+	if m.opt.Delay {
+		m.completion = m.core.Completed(m.completion[:0])
+		// The reasons for these answers are already queued: write them before the CONNACKs go out.
+		m.broker.FlushLog()
+		for _, c := range m.completion {
+			m.complete(c)
+		}
+		clear(m.completion)
+	}
+	m.arm()
+}
+
+// complete hands one delayed answer to the broker. Mosquitto looks the client up by id, so a client that
+// left meanwhile is simply not found, and an answer for an earlier connection with the same id is
+// dropped (the later one's own answer follows). A panic refuses that client and leaves the other
+// answers of the tick to be given.
+func (m *Machine) complete(c auth.Completion) {
+	p, ok := m.pending[c.ClientID]
+	if !ok || p.attempt != c.Attempt {
+		return
+	}
+	delete(m.pending, c.ClientID)
+	defer func() {
+		if r := recover(); r != nil {
+			delete(m.accepted, c.ClientID)
+			m.logClient(auth.LevelError, c.ClientID, fmt.Sprintf("internal error completing the check: %v", r))
+			m.broker.Complete(c.ClientID, false)
+		}
+	}()
+	allow := c.Decision.Result == auth.Allow
+	if allow {
+		m.accepted[c.ClientID] = admission{decision: c.Decision, token: p.token}
+		defer delete(m.accepted, c.ClientID)
+	}
+	m.broker.Complete(c.ClientID, allow)
+}
+
+// forget queues the session of c to be dropped after the broker is done with the connection's Will: at
+// the next tick, or at the start of the next BASIC_AUTH or DISCONNECT (2.0.11 to 2.0.14 send no tick with
+// per_listener_settings true), whichever comes first.
+func (m *Machine) forget(c Client) {
+	if s, ok := m.sessions[c]; ok {
+		m.forgotten = append(m.forgotten, s)
+		if m.opt.Wake != nil {
+			m.opt.Wake()
+		}
+	}
+}
+
+// dropForgotten drops the sessions forget queued, unless their connection got another one since.
+func (m *Machine) dropForgotten() {
+	for _, s := range m.forgotten {
+		if m.sessions[s.client] == s {
+			m.drop(s.client)
+		}
+	}
+	clear(m.forgotten)
+	m.forgotten = m.forgotten[:0]
+}
+
+// drop removes the session of c, if any, with its lease.
+func (m *Machine) drop(c Client) {
+	s, ok := m.sessions[c]
+	if !ok {
+		return
+	}
+	delete(m.sessions, c)
+	if m.byID[s.clientID] == c {
+		delete(m.byID, s.clientID)
+	}
+	if s.index >= 0 {
+		heap.Remove(&m.leases, s.index)
+	}
+}
+
+// arm sets the wake-up timer for the earliest lease. One timer serves every client: the heap says which
+// lease ends next, and Tick pops all that are due.
+func (m *Machine) arm() {
+	var next time.Time
+	if len(m.leases) > 0 {
+		next = m.leases[0].expiry
+	}
+	if next.Equal(m.armed) || m.opt.Wake == nil {
+		return
+	}
+	m.armed = next
+	if next.IsZero() {
+		if m.timer != nil {
+			m.timer.Stop()
+		}
+		return
+	}
+	d := next.Sub(m.now())
+	if m.timer == nil {
+		m.timer = time.AfterFunc(d, m.opt.Wake)
+		return
+	}
+	m.timer.Reset(d)
+}
+
+func (s *session) expired(now time.Time) bool { return !s.expiry.IsZero() && !now.Before(s.expiry) }
+
+// logLease writes one notice line for a lease event.
+func (m *Machine) logLease(s *session, what string) {
+	m.logClient(auth.LevelNotice, s.clientID, what+" (exp "+s.expiry.UTC().Format(time.RFC3339)+")")
+}
+
+func (m *Machine) logClient(level auth.Level, clientID, msg string) {
+	m.opt.Log.Log(level, "client "+logtext.Quote(clientID)+": "+msg)
+}
+
+// leaseHeap orders sessions by expiry, earliest first (container/heap).
+type leaseHeap []*session
+
+func (h leaseHeap) Len() int           { return len(h) }
+func (h leaseHeap) Less(i, j int) bool { return h[i].expiry.Before(h[j].expiry) }
+func (h leaseHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *leaseHeap) Push(x any) {
+	s := x.(*session)
+	s.index = len(*h)
+	*h = append(*h, s)
+}
+func (h *leaseHeap) Pop() any {
+	old := *h
+	s := old[len(old)-1]
+	old[len(old)-1] = nil
+	s.index = -1
+	*h = old[:len(old)-1]
+	return s
+}
