@@ -382,4 +382,3 @@ func BenchmarkCacheHit(b *testing.B) {
 		}
 	}
 }
-
