@@ -1,0 +1,343 @@
+package sessions
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/acl"
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/auth"
+)
+
+// fakeCore answers each token with the decision scripted for it; a token with delayed set misses the
+// memory check, so the machine delays it when it may.
+type fakeCore struct {
+	decisions map[string]auth.Decision
+	delayed   map[string]bool
+	renames   bool
+	acl       bool
+	calls     int
+	started   []auth.Request
+	done      []auth.Completion
+}
+
+func (f *fakeCore) FromMemory(req auth.Request) (auth.Decision, bool) {
+	if f.delayed[req.Password] {
+		return auth.Decision{}, false
+	}
+	f.calls++
+	return f.decision(req.Password), true
+}
+
+func (f *fakeCore) Verify(_ context.Context, req auth.Request) auth.Decision {
+	f.calls++
+	return f.decision(req.Password)
+}
+
+func (f *fakeCore) decision(token string) auth.Decision {
+	if d, ok := f.decisions[token]; ok {
+		return d
+	}
+	return auth.Decision{Result: auth.Deny}
+}
+
+func (f *fakeCore) Start(req auth.Request) { f.started = append(f.started, req) }
+func (f *fakeCore) Completed(dst []auth.Completion) []auth.Completion {
+	dst = append(dst, f.done...)
+	f.done = nil
+	return dst
+}
+
+// Authorize allows exactly the clients that hold rights: which rights is the engine's business.
+func (f *fakeCore) Authorize(s *auth.Session, access acl.Access, _ string, _ byte, _ bool) auth.Result {
+	if s == nil {
+		return auth.Defer
+	}
+	return auth.Allow
+}
+func (f *fakeCore) RenamesClients() bool   { return f.renames }
+func (f *fakeCore) AuthorizesTopics() bool { return f.acl }
+
+// fakeBroker records what the machine asks of Mosquitto. Complete fires CONNECT from inside, as 2.1
+// does, for the client registered under that id.
+type fakeBroker struct {
+	m         *Machine
+	names     map[Client]string
+	kicks     []string
+	completed []string
+	connectAs map[string]Client
+	failName  bool
+}
+
+func (b *fakeBroker) SetUsername(c Client, name string) error {
+	if b.failName {
+		return errors.New("no memory")
+	}
+	b.names[c] = name
+	return nil
+}
+func (b *fakeBroker) Kick(id string) { b.kicks = append(b.kicks, id) }
+func (b *fakeBroker) Complete(id string, allow bool) {
+	verdict := "deny"
+	if allow {
+		verdict = "allow"
+		if c, ok := b.connectAs[id]; ok {
+			b.m.Connect(c, id)
+		}
+	}
+	b.completed = append(b.completed, id+" "+verdict)
+}
+func (b *fakeBroker) FlushLog() {}
+
+type logLines struct{ lines []string }
+
+func (l *logLines) Log(_ auth.Level, msg string) { l.lines = append(l.lines, msg) }
+
+// rig is one machine with its fakes and a clock the steps move.
+type rig struct {
+	t      *testing.T
+	m      *Machine
+	core   *fakeCore
+	broker *fakeBroker
+	log    *logLines
+	now    time.Time
+	conns  map[string]Client
+}
+
+var t0 = time.Unix(1_800_000_000, 0)
+
+func newRig(t *testing.T, opt Options) *rig {
+	r := &rig{t: t, now: t0, log: &logLines{}, conns: map[string]Client{},
+		core: &fakeCore{decisions: map[string]auth.Decision{}, delayed: map[string]bool{}}}
+	r.broker = &fakeBroker{names: map[Client]string{}, connectAs: map[string]Client{}}
+	opt.Now = func() time.Time { return r.now }
+	opt.Log = r.log
+	r.m = New(r.core, r.broker, opt)
+	r.broker.m = r.m
+	t.Cleanup(r.m.Close)
+	return r
+}
+
+// conn returns the Client for a connection name: a distinct pointer per name, the same one each time.
+func (r *rig) conn(name string) Client {
+	if c, ok := r.conns[name]; ok {
+		return c
+	}
+	c := Client(unsafe.Pointer(new(byte)))
+	r.conns[name] = c
+	return c
+}
+
+// token scripts the answer for a token: valid until exp (zero: no exp), with rights.
+func (r *rig) token(tok string, ttl time.Duration, rename string) {
+	d := auth.Decision{Result: auth.Allow, Session: &auth.Session{}, Rename: rename != "", Username: rename}
+	if ttl > 0 {
+		d.Expiry = r.now.Add(ttl)
+	}
+	r.core.decisions[tok] = d
+}
+
+func (r *rig) auth(conn, id, tok string, clean bool) Answer {
+	return r.m.BasicAuth(Conn{Client: r.conn(conn), CleanSession: clean}, auth.Request{ClientID: id, Password: tok})
+}
+
+func (r *rig) rights(conn, id string) bool {
+	return r.m.ACLCheck(r.conn(conn), id, acl.Write, "t", 0, false) == auth.Allow
+}
+
+func (r *rig) tick(d time.Duration) {
+	r.now = r.now.Add(d)
+	r.m.Tick()
+}
+
+func TestLifecycle(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opt  Options
+		run  func(r *rig)
+	}{
+		{"expiry kicks once, and the kicked client's session goes at its DISCONNECT", Options{DisconnectOnExpiry: true}, func(r *rig) {
+			r.token("tok", time.Minute, "")
+			if a := r.auth("a", "dev", "tok", true); a != Allow {
+				r.t.Fatalf("connect: %v", a)
+			}
+			r.tick(59 * time.Second)
+			if len(r.broker.kicks) != 0 {
+				r.t.Errorf("kicked before exp: %v", r.broker.kicks)
+			}
+			r.tick(time.Second)
+			if strings.Join(r.broker.kicks, ",") != "dev" {
+				r.t.Errorf("kicks at exp: %v", r.broker.kicks)
+			}
+			r.m.Disconnect(r.conn("a"), true) // what the kick fires
+			r.tick(time.Second)
+			if len(r.broker.kicks) != 1 || len(r.m.sessions) != 0 || len(r.m.leases) != 0 {
+				r.t.Errorf("after the kick: kicks %v, %d sessions, %d leases", r.broker.kicks, len(r.m.sessions), len(r.m.leases))
+			}
+			if n := len(r.log.lines); n != 1 || !strings.Contains(r.log.lines[0], `client "dev": token expired; disconnecting`) {
+				r.t.Errorf("log: %q", r.log.lines)
+			}
+		}},
+		{"disconnect_on_expiry false kicks nobody", Options{}, func(r *rig) {
+			r.token("tok", time.Minute, "")
+			r.auth("a", "dev", "tok", true)
+			r.tick(time.Hour)
+			if len(r.broker.kicks) != 0 || len(r.log.lines) != 0 {
+				r.t.Errorf("kicks %v, log %q", r.broker.kicks, r.log.lines)
+			}
+		}},
+		{"a token without exp has no lease", Options{DisconnectOnExpiry: true}, func(r *rig) {
+			r.token("tok", 0, "")
+			r.auth("a", "dev", "tok", true)
+			r.tick(24 * time.Hour)
+			if len(r.broker.kicks) != 0 || len(r.m.leases) != 0 {
+				r.t.Errorf("kicks %v, leases %d", r.broker.kicks, len(r.m.leases))
+			}
+		}},
+		{"re-check on SIGHUP is answered by the lease, and refused once it ended", Options{}, func(r *rig) {
+			r.token("tok", time.Minute, "renamed")
+			r.auth("a", "dev", "tok", true)
+			calls := r.core.calls
+			if a := r.auth("a", "dev", "tok", true); a != Allow || r.core.calls != calls {
+				r.t.Errorf("re-check: %v, %d core calls", a, r.core.calls-calls)
+			}
+			r.now = r.now.Add(time.Minute)
+			if a := r.auth("a", "dev", "tok", true); a != Deny {
+				r.t.Errorf("re-check after exp: %v", a)
+			}
+			if r.rights("a", "dev") {
+				r.t.Error("rights kept after a refused re-check")
+			}
+		}},
+		{"a reused client pointer is a new client", Options{}, func(r *rig) {
+			r.token("tok", time.Minute, "")
+			r.auth("a", "dev", "tok", true)
+			r.m.Disconnect(r.conn("a"), true)
+			r.tick(0)
+			calls := r.core.calls
+			if a := r.auth("a", "other", "tok", true); a != Allow || r.core.calls != calls+1 {
+				r.t.Errorf("new client at a reused address: %v, %d core calls", a, r.core.calls-calls)
+			}
+			if a := r.auth("a", "other", "forged", true); a != Deny || r.rights("a", "other") {
+				r.t.Errorf("another token at the same address: %v", a)
+			}
+		}},
+		{"the Will of a vanishing client is checked with its rights, which go at the next tick", Options{}, func(r *rig) {
+			r.token("tok", time.Minute, "")
+			r.auth("a", "dev", "tok", true)
+			r.m.Disconnect(r.conn("a"), true)
+			if !r.rights("a", "dev") {
+				r.t.Error("the Will's check found no rights")
+			}
+			r.tick(0)
+			if r.rights("a", "dev") {
+				r.t.Error("rights kept after the Will")
+			}
+		}},
+		{"a takeover: the old connection's Will keeps its rights until the next tick", Options{DisconnectOnExpiry: true}, func(r *rig) {
+			r.token("old", time.Minute, "")
+			r.token("new", time.Hour, "")
+			r.auth("a", "dev", "old", true)
+			r.auth("b", "dev", "new", true)
+			if !r.rights("a", "dev") || !r.rights("b", "dev") {
+				r.t.Error("rights during the takeover")
+			}
+			r.tick(time.Minute) // the old lease's exp passes too: the new connection is not kicked
+			if r.rights("a", "dev") || !r.rights("b", "dev") || len(r.broker.kicks) != 0 {
+				r.t.Errorf("after the takeover: kicks %v", r.broker.kicks)
+			}
+		}},
+		{"a persistent session keeps its rights offline until exp, and is not kicked", Options{DisconnectOnExpiry: true}, func(r *rig) {
+			r.token("tok", time.Minute, "")
+			r.auth("a", "dev", "tok", false)
+			r.m.Disconnect(r.conn("a"), false)
+			r.tick(30 * time.Second)
+			if !r.rights("a", "dev") {
+				r.t.Error("an offline persistent session lost its rights before exp")
+			}
+			r.tick(30 * time.Second)
+			if r.rights("a", "dev") || len(r.broker.kicks) != 0 || len(r.m.sessions) != 0 {
+				r.t.Errorf("at exp: kicks %v, %d sessions", r.broker.kicks, len(r.m.sessions))
+			}
+		}},
+		{"a delayed check is completed, and CONNECT gives the client its name and lease", Options{Delay: true, DisconnectOnExpiry: true}, func(r *rig) {
+			r.core.renames = true
+			r.core.delayed["tok"] = true
+			if a := r.auth("a", "dev", "tok", true); a != Delayed || r.broker.names[r.conn("a")] != "" {
+				r.t.Fatalf("delayed: %v, name %q", a, r.broker.names[r.conn("a")])
+			}
+			req := r.core.started[0]
+			r.broker.connectAs["dev"] = r.conn("a")
+			d := auth.Decision{Result: auth.Allow, Rename: true, Username: "alice", Session: &auth.Session{}, Expiry: r.now.Add(time.Minute)}
+			r.core.done = []auth.Completion{{ClientID: "dev", Attempt: req.Attempt, Decision: d}}
+			r.tick(0)
+			if strings.Join(r.broker.completed, ",") != "dev allow" || r.broker.names[r.conn("a")] != "alice" || !r.rights("a", "dev") {
+				r.t.Errorf("completed %v, name %q", r.broker.completed, r.broker.names[r.conn("a")])
+			}
+			r.tick(time.Minute)
+			if strings.Join(r.broker.kicks, ",") != "dev" {
+				r.t.Errorf("kicks at exp: %v", r.broker.kicks)
+			}
+		}},
+		{"a late answer for a connection that left does not complete the next one", Options{Delay: true}, func(r *rig) {
+			r.core.delayed["t1"], r.core.delayed["t2"] = true, true
+			r.auth("a", "dev", "t1", true)
+			r.auth("b", "dev", "t2", true)
+			first, second := r.core.started[0], r.core.started[1]
+			r.core.done = []auth.Completion{{ClientID: "dev", Attempt: first.Attempt, Decision: auth.Decision{Result: auth.Allow}}}
+			r.tick(0)
+			if len(r.broker.completed) != 0 {
+				r.t.Errorf("the first attempt's answer completed: %v", r.broker.completed)
+			}
+			r.core.done = []auth.Completion{{ClientID: "dev", Attempt: second.Attempt, Decision: auth.Decision{Result: auth.Deny}}}
+			r.tick(0)
+			if strings.Join(r.broker.completed, ",") != "dev deny" {
+				r.t.Errorf("completed %v", r.broker.completed)
+			}
+		}},
+		{"a delayed client whose rename fails is kicked", Options{Delay: true}, func(r *rig) {
+			r.core.delayed["tok"] = true
+			r.auth("a", "dev", "tok", true)
+			r.broker.connectAs["dev"] = r.conn("a")
+			r.broker.failName = true
+			d := auth.Decision{Result: auth.Allow, Rename: true, Username: "alice", Session: &auth.Session{}}
+			r.core.done = []auth.Completion{{ClientID: "dev", Attempt: r.core.started[0].Attempt, Decision: d}}
+			r.tick(0)
+			r.tick(0)
+			if strings.Join(r.broker.kicks, ",") != "dev" || r.rights("a", "dev") {
+				r.t.Errorf("kicks %v", r.broker.kicks)
+			}
+		}},
+		{"SIGHUP's re-check of a connected client is never delayed", Options{Delay: true}, func(r *rig) {
+			r.core.delayed["tok"] = true
+			a := r.m.BasicAuth(Conn{Client: r.conn("a"), Registered: true, CleanSession: true}, auth.Request{ClientID: "dev", Password: "tok"})
+			if a == Delayed {
+				r.t.Error("a registered client's check was delayed")
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { tc.run(newRig(t, tc.opt)) })
+	}
+}
+
+// One timer serves every lease: it is armed for the earliest exp and wakes the plugin then.
+func TestWakeAtEarliestLease(t *testing.T) {
+	woken := make(chan struct{}, 1)
+	r := newRig(t, Options{DisconnectOnExpiry: true, Wake: func() { woken <- struct{}{} }})
+	r.now = time.Now()
+	r.token("late", time.Hour, "")
+	r.token("soon", 50*time.Millisecond, "")
+	r.auth("a", "a", "late", true)
+	r.auth("b", "b", "soon", true)
+	select {
+	case <-woken:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no wake-up for the lease that ends first")
+	}
+	if !r.m.armed.Equal(r.now.Add(50 * time.Millisecond)) {
+		t.Errorf("timer armed for %v", r.m.armed.Sub(r.now))
+	}
+}
