@@ -8,7 +8,6 @@ import "C"
 
 import (
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -16,15 +15,6 @@ import (
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/logtext"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/sessions"
 )
-
-// logQueue is the core's Logger. The broker's log function may only be called on the broker thread,
-// but the core also logs from goroutines (delayed checks, the circuit breaker), so lines wait here
-// until the broker thread flushes them: at the end of every callback and on every tick.
-type logQueue struct {
-	mu    sync.Mutex
-	lines []logEntry
-	due   tickFlags // set for each line, so the next tick flushes it
-}
 
 // tickFlags points at the instance's tick flags in C memory (see struct instance in plugin.c). A nil
 // tickFlags does nothing.
@@ -46,29 +36,6 @@ func (f tickFlags) ring() bool {
 	}
 	old := atomic.OrInt32((*int32)(unsafe.Pointer(f.p)), C.OAUTH2_TICK_WORK|C.OAUTH2_TICK_RUNG)
 	return old&C.OAUTH2_TICK_RUNG == 0
-}
-
-type logEntry struct {
-	level auth.Level
-	msg   string
-}
-
-func (q *logQueue) Log(level auth.Level, msg string) {
-	q.mu.Lock()
-	q.lines = append(q.lines, logEntry{level, msg})
-	q.mu.Unlock()
-	q.due.set()
-}
-
-// flush writes the queued lines; call it only on the broker thread.
-func (q *logQueue) flush() {
-	q.mu.Lock()
-	lines := q.lines
-	q.lines = nil
-	q.mu.Unlock()
-	for _, l := range lines {
-		logLine(l.level, l.msg)
-	}
 }
 
 var brokerLevels = [...]C.int{
@@ -125,4 +92,4 @@ func (brokerCalls) Complete(clientID string, allow bool) {
 	C.oauth2_complete_basic_auth(cs, rc)
 }
 
-func (b brokerCalls) FlushLog() { b.inst.log.flush() }
+func (b brokerCalls) FlushLog() { b.inst.log.Flush(logLine) }

@@ -40,7 +40,7 @@ const tickNoMinimum = 0
 type instance struct {
 	engine   *auth.Engine
 	machine  *sessions.Machine
-	log      *logQueue
+	log      *auth.LogQueue
 	due      tickFlags // makes the next tick call goTick; set whenever work for it is queued
 	v21      bool      // Mosquitto 2.1: DISCONNECT fires only for sessions that end
 	delay    bool      // checks that miss the cache are delayed (2.1)
@@ -93,7 +93,7 @@ func goPluginInit(opts *C.struct_mosquitto_opt, count C.int, delayAvailable C.in
 	v21 := delayAvailable != 0
 	delay := v21 && auth.CanDelay(cfg)
 	due := tickFlags{tickFlagsPtr}
-	log := &logQueue{due: due}
+	log := &auth.LogQueue{Queued: due.set}
 	engine, err := auth.New(cfg, log, !delay)
 	if err != nil {
 		logLine(auth.LevelError, "configuration error: "+err.Error())
@@ -130,7 +130,7 @@ func goPluginCleanup(handle C.uintptr_t) {
 	if b := inst.bell.Load(); b != nil {
 		b.Close()
 	}
-	inst.log.flush()
+	inst.log.Flush(logLine)
 	h.Delete()
 }
 
@@ -140,7 +140,7 @@ func goBasicAuth(handle C.uintptr_t, client *C.struct_mosquitto, username, passw
 	// CONNACK.
 	defer recoverTo(&rc, C.MOSQ_ERR_AUTH, "basic auth")
 	inst := cgo.Handle(handle).Value().(*instance)
-	defer inst.log.flush()
+	defer inst.log.Flush(logLine)
 	req := auth.Request{
 		ClientID: goString(C.mosquitto_client_id(client)),
 		Username: goString(username),
@@ -175,7 +175,7 @@ func goTick(handle C.uintptr_t) (next C.long) {
 	next = tickNoMinimum
 	defer recoverTo(nil, 0, "tick")
 	inst := cgo.Handle(handle).Value().(*instance)
-	defer inst.log.flush()
+	defer inst.log.Flush(logLine)
 	inst.machine.Tick()
 	return next
 }
@@ -187,7 +187,7 @@ func goTick(handle C.uintptr_t) (next C.long) {
 func goConnect(handle C.uintptr_t, client *C.struct_mosquitto) {
 	defer recoverTo(nil, 0, "connect")
 	inst := cgo.Handle(handle).Value().(*instance)
-	defer inst.log.flush()
+	defer inst.log.Flush(logLine)
 	inst.machine.Connect(sessions.Client(unsafe.Pointer(client)), goString(C.mosquitto_client_id(client)))
 }
 
@@ -222,7 +222,7 @@ func goACLCheck(handle C.uintptr_t, client *C.struct_mosquitto, clientID *C.char
 func goDisconnect(handle C.uintptr_t, client *C.struct_mosquitto, offline C.int) {
 	defer recoverTo(nil, 0, "disconnect")
 	inst := cgo.Handle(handle).Value().(*instance)
-	defer inst.log.flush()
+	defer inst.log.Flush(logLine)
 	ends := offline == 0 && (inst.v21 || bool(C.mosquitto_client_clean_session(client)))
 	inst.machine.Disconnect(sessions.Client(unsafe.Pointer(client)), ends)
 }
