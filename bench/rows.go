@@ -63,7 +63,7 @@ func (e *env) rows() []rowSpec {
 			run: e.connectRow(fixedCredentials("", ""))},
 		{name: "password_file", conf: e.passwordFileConf,
 			run: e.connectRow(fixedCredentials(pwUser, pwPass))},
-		{name: "plugin, warm cache", plugin: true, conf: e.pluginConf,
+		{name: "plugin, warm cache", plugin: true, conf: e.cachedConf,
 			run: e.connectRow(fixedCredentials("bench", warm))},
 		{name: "plugin, fresh opaque token, IdP 0 ms", plugin: true, conf: e.pluginConf,
 			run: e.connectRow(fresh)},
@@ -83,7 +83,7 @@ func (e *env) rows() []rowSpec {
 			run: e.stallRow(warm, randomToken(slowPrefix), false)},
 		{name: "stall: slow IdP (2 s) for a new token", plugin: true, conf: e.pluginConf,
 			run: e.stallRow(warm, randomToken(slowPrefix), false)},
-		{name: "stall: same token, seen once before", plugin: true, conf: e.pluginConf,
+		{name: "stall: same token, seen once before", plugin: true, conf: e.cachedConf,
 			run: e.stallRow(warm, randomToken(slowLaterPrefix), true)},
 	}
 }
@@ -99,6 +99,12 @@ func (e *env) pluginConf() (string, error) {
 		"plugin_opt_introspection_endpoint %s\nplugin_opt_client_id %s\n"+
 		"plugin_opt_client_secret %s\nplugin_opt_timeout 5\n",
 		e.opts.plugin, e.idp.URL, idpClientID, idpClientSecret), nil
+}
+
+// cachedConf turns on the cache of verified tokens (off by default), for the rows about reuse.
+func (e *env) cachedConf() (string, error) {
+	conf, err := e.pluginConf()
+	return conf + "plugin_opt_cache_ttl 300\n", err
 }
 
 // jwtConf adds local JWT verification, with discovery, to pluginConf. Opaque tokens would still go to
