@@ -20,6 +20,7 @@ import (
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/jwt"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/logtext"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/template"
+	"github.com/tidwall/gjson"
 )
 
 // Result is the answer to a CONNECT.
@@ -57,12 +58,14 @@ type Request struct {
 // it runs any ACL check, so acl_file %u patterns see the new name. Session is set for an accepted client
 // when the plugin authorizes topics (acl_* options): the plugin keeps it for the client's ACL checks.
 // Expiry is when an accepted client's token expires (zero when it has no exp): its lease ends then.
+// Subject is its token's sub: a re-authentication must bring a token of the same one.
 type Decision struct {
 	Result   Result
 	Rename   bool
 	Username string
 	Session  *Session
 	Expiry   time.Time
+	Subject  string
 }
 
 // Verifier checks an access token and returns its claims. introspect.Client is the one in use; tests
@@ -286,6 +289,12 @@ func (e *Engine) render(claims []byte) verdict {
 	if c.ACL != nil {
 		vd.claims = bytes.Clone(claims)
 	}
+	if len(c.EnhancedAuthMethods) > 0 {
+		// Kept only where a re-authentication may compare it.
+		if sub := gjson.GetBytes(claims, "sub"); sub.Type == gjson.String {
+			vd.subject = sub.Str
+		}
+	}
 	if c.UsernameValidation && c.ValidationTemplate.HasPlaceholders() {
 		// The name a client passes validation with is the name it keeps, and acl_file's %u sees it: the
 		// same rule as a replacement name.
@@ -321,7 +330,7 @@ func (e *Engine) decide(req Request, vd verdict) Decision {
 	}
 	// No log line for an accepted client: the broker logs every connection itself, with the new
 	// username, and a reconnect with a cached token should cost no formatting.
-	d := Decision{Result: Allow, Expiry: vd.expiry}
+	d := Decision{Result: Allow, Expiry: vd.expiry, Subject: vd.subject}
 	if c.UsernameReplacement {
 		if vd.renameErr != "" {
 			return e.refuse(req, c.ReplacementError, "username_replacement_template: "+vd.renameErr)

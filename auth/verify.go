@@ -29,6 +29,7 @@ type verdict struct {
 	renameErr string    // why it could not be rendered or was refused
 	claims    []byte    // the token's claims, kept only for ACL rules
 	expiry    time.Time // the token's exp; zero when it has none
+	subject   string    // the token's sub, kept only with enhanced_auth_method
 }
 
 // errBreakerOpen is answered without asking the IdP while the circuit breaker is open.

@@ -68,6 +68,9 @@ type Config struct {
 
 	// DisconnectOnExpiry disconnects each admitted client when its token expires.
 	DisconnectOnExpiry bool
+	// EnhancedAuthMethods are the MQTT 5 Authentication Methods whose Authentication Data is an access
+	// token (OAUTHBEARER: RFC 7628 framing around it); empty turns MQTT 5 enhanced authentication off.
+	EnhancedAuthMethods []string
 
 	CacheTTL         time.Duration // 0 turns the cache off
 	CacheMaxEntries  int
@@ -133,6 +136,7 @@ var options = []struct{ key, help string }{
 	{"username_replacement_error", "deny or defer (default deny) when the replacement cannot be rendered"},
 	{"token_verification_error", "deny or defer (default deny) when the token is not valid"},
 	{"disconnect_on_expiry", "disconnect each client when its token expires: true (default) or false"},
+	{"enhanced_auth_method", "space-separated MQTT 5 Authentication Methods whose Authentication Data is the access token, e.g. OAUTH2-JWT; OAUTHBEARER takes RFC 7628 framing (default: none)"},
 	{"cache_ttl", "seconds a verified token is remembered across connections, never past its exp; a token revoked at the IdP keeps working that long; 0 turns the cache off (default 0)"},
 	{"cache_max_entries", "most tokens remembered; the least recently used go first (default 100000)"},
 	{"negative_cache_ttl", "seconds a refused token is remembered; 0 turns this off (default 10)"},
@@ -203,6 +207,7 @@ func Parse(opts []Option) (*Config, error) {
 		ReplacementError:       p.policy("username_replacement_error", Deny),
 		TokenVerificationError: p.policy("token_verification_error", Deny),
 		DisconnectOnExpiry:     p.boolean("disconnect_on_expiry", true),
+		EnhancedAuthMethods:    p.methods("enhanced_auth_method"),
 		CacheTTL:               p.seconds("cache_ttl", DefaultCacheTTL, true, 24*time.Hour),
 		CacheMaxEntries:        p.count("cache_max_entries", DefaultCacheMaxEntries, 10000000),
 		NegativeCacheTTL:       p.seconds("negative_cache_ttl", DefaultNegativeCacheTTL, true, time.Hour),
@@ -362,6 +367,27 @@ func (p *parser) template(key string, enabled bool, enabledBy string) *template.
 
 // jwt reads the options of local JWT verification. They are refused while jwt_verification is off:
 // whoever set them expected tokens to be checked that way.
+// methods reads a list of MQTT 5 Authentication Method names: UTF-8 strings in MQTT, kept here to
+// printable ASCII without spaces, as every method name in use is.
+func (p *parser) methods(key string) []string {
+	names := strings.Fields(p.str(key))
+	for _, n := range names {
+		for i := 0; i < len(n); i++ {
+			if n[i] <= ' ' || n[i] > '~' {
+				p.fail(key, "%q is not a method name of printable ASCII", n)
+				return nil
+			}
+		}
+	}
+	if len(names) == 0 {
+		if _, set := p.values[key]; set {
+			p.fail(key, "empty")
+		}
+		return nil
+	}
+	return names
+}
+
 func (p *parser) jwt(c *Config) {
 	c.JWTVerification = p.boolean("jwt_verification", false)
 	keys := []string{"jwt_issuer", "jwks_endpoint", "jwt_audience", "jwt_algorithms", "jwt_clock_skew"}
@@ -503,6 +529,9 @@ func (c *Config) Summary() string {
 		fmt.Fprintf(&b, " username_replacement=%q on_error=%s", c.ReplacementTemplate, c.ReplacementError)
 	}
 	fmt.Fprintf(&b, " token_verification_error=%s disconnect_on_expiry=%t", c.TokenVerificationError, c.DisconnectOnExpiry)
+	if len(c.EnhancedAuthMethods) > 0 {
+		fmt.Fprintf(&b, " enhanced_auth_method=%q", strings.Join(c.EnhancedAuthMethods, " "))
+	}
 	if c.ACL != nil {
 		fmt.Fprintf(&b, " acl=(%s) acl_no_match=%s", c.ACL, c.ACLNoMatch)
 	}

@@ -20,6 +20,7 @@ struct instance {
 	int connect_registered;
 	int offline_registered;
 	int acl_registered;
+	int ext_auth_registered;
 	// tick_flags is set by Go (atomically, see plugin/broker.go): OAUTH2_TICK_WORK when the next tick has
 	// work (log lines, delayed answers, kicks, sessions to forget), OAUTH2_TICK_RUNG when the doorbell
 	// rang since the last tick. Every tick clears both; only a tick with work enters Go. Under load the
@@ -73,6 +74,16 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	struct instance *inst = userdata;
 	(void)event;
 	return goBasicAuth(inst->handle, ed->client, ed->username, ed->password);
+}
+
+// EXT_AUTH_START fires for an MQTT 5 CONNECT with an Authentication Method, and again for a
+// re-authentication (AUTH 0x19). The token is the whole Authentication Data: one step, no CONTINUE.
+static int on_ext_auth_start(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_extended_auth *ed = event_data;
+	struct instance *inst = userdata;
+	(void)event;
+	return goExtAuthStart(inst->handle, ed->client, (char *)ed->auth_method, (void *)ed->data_in, ed->data_in_len);
 }
 
 static int on_acl_check(int event, void *event_data, void *userdata)
@@ -179,6 +190,9 @@ static void unregister_all(struct instance *inst)
 	if (inst->acl_registered) {
 		mosquitto_callback_unregister(inst->id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL);
 	}
+	if (inst->ext_auth_registered) {
+		mosquitto_callback_unregister(inst->id, MOSQ_EVT_EXT_AUTH_START, on_ext_auth_start, NULL);
+	}
 }
 
 int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, struct mosquitto_opt *opts, int opt_count)
@@ -195,7 +209,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 	}
 	int delay = oauth2_delay_available();
 	int acl = 0;
-	int rc = goPluginInit(opts, opt_count, delay, &inst->handle, &acl, inst->tick_flags);
+	int ext_auth = 0;
+	int rc = goPluginInit(opts, opt_count, delay, &inst->handle, &acl, &ext_auth, inst->tick_flags);
 	if (rc != MOSQ_ERR_SUCCESS) {
 		free(inst);
 		return rc;
@@ -224,6 +239,11 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 		// Only with acl_* options: users of acl_file or dynamic security pay nothing per message.
 		rc = mosquitto_callback_register(identifier, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL, inst);
 		inst->acl_registered = rc == MOSQ_ERR_SUCCESS;
+	}
+	if (rc == MOSQ_ERR_SUCCESS && ext_auth) {
+		// Only with enhanced_auth_method: otherwise the broker answers every method "not supported".
+		rc = mosquitto_callback_register(identifier, MOSQ_EVT_EXT_AUTH_START, on_ext_auth_start, NULL, inst);
+		inst->ext_auth_registered = rc == MOSQ_ERR_SUCCESS;
 	}
 	if (rc != MOSQ_ERR_SUCCESS) {
 		oauth2_log(MOSQ_LOG_ERR, "could not register callbacks (is the plugin loaded twice for the same listener?)");

@@ -81,7 +81,7 @@ func (inst *instance) ensureBell(client *C.struct_mosquitto) {
 }
 
 //export goPluginInit
-func goPluginInit(opts *C.struct_mosquitto_opt, count C.int, delayAvailable C.int, handle *C.uintptr_t, aclChecks *C.int, tickFlagsPtr *C.int) (rc C.int) {
+func goPluginInit(opts *C.struct_mosquitto_opt, count C.int, delayAvailable C.int, handle *C.uintptr_t, aclChecks, extAuth *C.int, tickFlagsPtr *C.int) (rc C.int) {
 	defer recoverTo(&rc, C.MOSQ_ERR_UNKNOWN, "plugin init")
 	cfg, err := config.Parse(copyOptions(opts, count))
 	if err != nil {
@@ -105,6 +105,9 @@ func goPluginInit(opts *C.struct_mosquitto_opt, count C.int, delayAvailable C.in
 		Delay: delay, DisconnectOnExpiry: cfg.DisconnectOnExpiry, Wake: inst.ring, Log: log})
 	if engine.AuthorizesTopics() {
 		*aclChecks = 1
+	}
+	if len(cfg.EnhancedAuthMethods) > 0 {
+		*extAuth = 1
 	}
 	mode := "delayed checks on cache misses"
 	switch {
@@ -163,6 +166,29 @@ func goBasicAuth(handle C.uintptr_t, client *C.struct_mosquitto, username, passw
 		return C.MOSQ_ERR_PLUGIN_DEFER
 	case sessions.Delayed:
 		return C.OAUTH2_ERR_AUTH_DELAYED
+	}
+	return C.MOSQ_ERR_AUTH
+}
+
+// goExtAuthStart decides an MQTT 5 CONNECT with an Authentication Method, or a re-authentication.
+// A method the plugin does not take is deferred: the broker answers "bad authentication method".
+//
+//export goExtAuthStart
+func goExtAuthStart(handle C.uintptr_t, client *C.struct_mosquitto, method *C.char, data unsafe.Pointer, dataLen C.uint16_t) (rc C.int) {
+	defer recoverTo(&rc, C.MOSQ_ERR_AUTH, "extended auth")
+	inst := cgo.Handle(handle).Value().(*instance)
+	defer inst.log.Flush(logLine)
+	req := auth.Request{
+		ClientID: goString(C.mosquitto_client_id(client)),
+		Username: goString(C.mosquitto_client_username(client)),
+		Address:  goString(C.mosquitto_client_address(client)),
+	}
+	conn := sessions.Conn{Client: sessions.Client(unsafe.Pointer(client)), CleanSession: bool(C.mosquitto_client_clean_session(client))}
+	switch inst.machine.ExtendedAuth(conn, goString(method), C.GoBytes(data, C.int(dataLen)), req) {
+	case sessions.Allow:
+		return C.MOSQ_ERR_SUCCESS
+	case sessions.Defer:
+		return C.MOSQ_ERR_PLUGIN_DEFER
 	}
 	return C.MOSQ_ERR_AUTH
 }

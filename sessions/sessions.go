@@ -49,6 +49,7 @@ type Core interface {
 	Authorize(s *auth.Session, access acl.Access, topic string, qos byte, retain bool) auth.Result
 	RenamesClients() bool
 	AuthorizesTopics() bool
+	ExtendedAuthToken(method string, data []byte) (token string, known bool, err error)
 }
 
 // Options are the machine's settings for one plugin instance.
@@ -95,12 +96,22 @@ type session struct {
 	expiry   time.Time     // its token's exp; zero when the token has none
 	online   bool          // false once the broker reported it disconnected
 	index    int           // its place in the lease heap; -1 when not in it
+	// For a client admitted by MQTT 5 enhanced authentication, what a re-authentication must match:
+	// the token's subject and the username the client got, and the username its CONNECT carried, which
+	// the templates are applied to again.
+	subject, username, connectUsername string
 }
 
 // admission is what a delayed check that succeeded hands to the CONNECT event it fires.
 type admission struct {
 	decision auth.Decision
 	token    cache.Key
+}
+
+// kick is a connection to disconnect by its client id, unless another connection holds the id by then.
+type kick struct {
+	client   Client
+	clientID string
 }
 
 // pending is a delayed check in flight.
@@ -128,7 +139,7 @@ type Machine struct {
 	armed  time.Time // when the timer fires; zero when it is stopped
 	// kicks are clients to disconnect at the next Tick: kicking from inside an event would pull the
 	// client out from under the broker while it is still setting it up.
-	kicks []string
+	kicks []kick
 	// pending is each client id's delayed check; attempts counts them, so that a late answer for a
 	// connection that left cannot complete a new one with the same id. accepted holds the answer of a
 	// delayed check between Complete and the CONNECT event it fires.
@@ -209,6 +220,96 @@ func (m *Machine) BasicAuth(conn Conn, req auth.Request) Answer {
 	return Deny
 }
 
+// ExtendedAuth decides an MQTT 5 CONNECT whose Authentication Method is one the operator enabled
+// (EXT_AUTH_START), exactly as a password token, and a re-authentication (AUTH 0x19, which fires the
+// same event on a connected client): a fresh token of the same subject and username replaces the
+// session's lease and rights; any other token ends the connection. Extended auth cannot be delayed, so
+// a token missing from memory is verified here, on the broker thread, within the configured timeout.
+// A method not enabled answers Defer, which the broker turns into "bad authentication method".
+func (m *Machine) ExtendedAuth(conn Conn, method string, data []byte, req auth.Request) Answer {
+	m.dropForgotten()
+	defer m.arm()
+	c := conn.Client
+	token, known, err := m.core.ExtendedAuthToken(method, data)
+	if !known {
+		return Defer
+	}
+	s := m.sessions[c]
+	reauth := s != nil && s.online && s.clientID == req.ClientID
+	if err != nil {
+		if reauth {
+			m.endReauth(s, err.Error())
+		} else {
+			m.logClient(auth.LevelNotice, req.ClientID, "enhanced authentication refused: "+err.Error())
+		}
+		return Deny
+	}
+	req.Password = token
+	if reauth {
+		return m.reauthenticate(s, req)
+	}
+	m.drop(c)
+	d, fromMemory := m.core.FromMemory(req)
+	if !fromMemory {
+		d = m.core.Verify(context.Background(), req)
+	}
+	switch d.Result {
+	case auth.Allow:
+		if d.Rename {
+			if err := m.broker.SetUsername(c, d.Username); err != nil {
+				m.logClient(auth.LevelError, req.ClientID, err.Error())
+				return Deny
+			}
+		}
+		s := m.admit(c, req.ClientID, cache.KeyOf(token), d)
+		s.subject, s.username, s.connectUsername = d.Subject, d.Username, req.Username
+		return Allow
+	case auth.Defer:
+		return Defer
+	}
+	return Deny
+}
+
+// reauthenticate checks a connected client's new token as its CONNECT was checked, and keeps the
+// session only for a token of the same subject that renders the same username.
+func (m *Machine) reauthenticate(s *session, req auth.Request) Answer {
+	req.Username = s.connectUsername
+	d, fromMemory := m.core.FromMemory(req)
+	if !fromMemory {
+		d = m.core.Verify(context.Background(), req)
+	}
+	switch {
+	case d.Result != auth.Allow:
+		m.endReauth(s, "the new token is not valid")
+		return Deny
+	case d.Subject != s.subject || d.Username != s.username:
+		m.endReauth(s, "the new token is another subject's")
+		return Deny
+	}
+	s.token, s.rights, s.expiry = cache.KeyOf(req.Password), d.Session, d.Expiry
+	switch {
+	case s.index >= 0 && !s.expiry.IsZero():
+		heap.Fix(&m.leases, s.index)
+	case s.index >= 0:
+		heap.Remove(&m.leases, s.index)
+	case !s.expiry.IsZero():
+		heap.Push(&m.leases, s)
+	}
+	m.logLease(s, "re-authenticated")
+	return Allow
+}
+
+// endReauth ends a connection whose re-authentication failed. Its rights go at once; the broker
+// disconnects it (2.0.11 answers with a CONNACK on the live connection instead, so it is also kicked).
+func (m *Machine) endReauth(s *session, why string) {
+	m.logClient(auth.LevelNotice, s.clientID, "re-authentication refused: "+why+"; disconnecting")
+	m.drop(s.client)
+	m.kicks = append(m.kicks, kick{s.client, s.clientID})
+	if m.opt.Wake != nil {
+		m.opt.Wake()
+	}
+}
+
 // delayable says whether this check may be delayed. Not when the client is already connected (the
 // broker's re-check on SIGHUP expects an answer, and the client must keep its name), and not for a
 // renamed client resuming a persistent session: the broker re-checks its queued messages before the
@@ -221,10 +322,10 @@ func (m *Machine) delayable(conn Conn, req auth.Request) bool {
 	return !(m.core.RenamesClients() || m.core.AuthorizesTopics()) || conn.CleanSession
 }
 
-// admit gives c its session. An older connection with the same client id (a takeover, or a persistent
+// admit gives c its session and returns it. An older connection with the same client id (a takeover, or a persistent
 // session's connection that was never freed) loses its own, but not at once: on a takeover the broker
 // sends the old connection's Will after this BASIC_AUTH.
-func (m *Machine) admit(c Client, clientID string, token cache.Key, d auth.Decision) {
+func (m *Machine) admit(c Client, clientID string, token cache.Key, d auth.Decision) *session {
 	if old, ok := m.byID[clientID]; ok && old != c {
 		m.forget(old)
 	}
@@ -234,6 +335,7 @@ func (m *Machine) admit(c Client, clientID string, token cache.Key, d auth.Decis
 	if !s.expiry.IsZero() {
 		heap.Push(&m.leases, s)
 	}
+	return s
 }
 
 // Connect (Mosquitto 2.1's CONNECT event, fired from inside Complete) gives a client accepted by a
@@ -249,7 +351,7 @@ func (m *Machine) Connect(c Client, clientID string) {
 	if a.decision.Rename {
 		if err := m.broker.SetUsername(c, a.decision.Username); err != nil {
 			m.logClient(auth.LevelError, clientID, err.Error()+"; disconnecting it")
-			m.kicks = append(m.kicks, clientID)
+			m.kicks = append(m.kicks, kick{c, clientID})
 			if m.opt.Wake != nil {
 				m.opt.Wake()
 			}
@@ -298,11 +400,13 @@ func (m *Machine) Tick() {
 			m.drop(s.client) // its rights ended with the token; nobody is queueing for it any more
 		case m.opt.DisconnectOnExpiry && m.byID[s.clientID] == s.client:
 			m.logLease(s, "token expired; disconnecting")
-			m.kicks = append(m.kicks, s.clientID)
+			m.kicks = append(m.kicks, kick{s.client, s.clientID})
 		}
 	}
-	for _, id := range m.kicks {
-		m.broker.Kick(id)
+	for _, k := range m.kicks {
+		if other, ok := m.byID[k.clientID]; !ok || other == k.client {
+			m.broker.Kick(k.clientID)
+		}
 	}
 	clear(m.kicks)
 	m.kicks = m.kicks[:0]

@@ -58,6 +58,16 @@ func (f *fakeCore) Authorize(s *auth.Session, access acl.Access, _ string, _ byt
 	}
 	return auth.Allow
 }
+// ExtendedAuthToken knows one method, OAUTH2-JWT, whose data is the token; "garbage" is malformed.
+func (f *fakeCore) ExtendedAuthToken(method string, data []byte) (string, bool, error) {
+	if method != "OAUTH2-JWT" {
+		return "", false, nil
+	}
+	if string(data) == "garbage" {
+		return "", true, errors.New("malformed")
+	}
+	return string(data), true, nil
+}
 func (f *fakeCore) RenamesClients() bool   { return f.renames }
 func (f *fakeCore) AuthorizesTopics() bool { return f.acl }
 
@@ -131,9 +141,9 @@ func (r *rig) conn(name string) Client {
 	return c
 }
 
-// token scripts the answer for a token: valid until exp (zero: no exp), with rights.
+// token scripts the answer for a token: valid until exp (zero: no exp), with rights, of subject "sub".
 func (r *rig) token(tok string, ttl time.Duration, rename string) {
-	d := auth.Decision{Result: auth.Allow, Session: &auth.Session{}, Rename: rename != "", Username: rename}
+	d := auth.Decision{Result: auth.Allow, Session: &auth.Session{}, Rename: rename != "", Username: rename, Subject: "sub"}
 	if ttl > 0 {
 		d.Expiry = r.now.Add(ttl)
 	}
@@ -142,6 +152,10 @@ func (r *rig) token(tok string, ttl time.Duration, rename string) {
 
 func (r *rig) auth(conn, id, tok string, clean bool) Answer {
 	return r.m.BasicAuth(Conn{Client: r.conn(conn), CleanSession: clean}, auth.Request{ClientID: id, Password: tok})
+}
+
+func (r *rig) ext(conn, id, data string) Answer {
+	return r.m.ExtendedAuth(Conn{Client: r.conn(conn), CleanSession: true}, "OAUTH2-JWT", []byte(data), auth.Request{ClientID: id})
 }
 
 func (r *rig) rights(conn, id string) bool {
@@ -309,6 +323,59 @@ func TestLifecycle(t *testing.T) {
 			r.tick(0)
 			if strings.Join(r.broker.kicks, ",") != "dev" || r.rights("a", "dev") {
 				r.t.Errorf("kicks %v", r.broker.kicks)
+			}
+		}},
+		{"enhanced auth: a known method is checked like a password, an unknown one deferred", Options{}, func(r *rig) {
+			r.token("tok", time.Minute, "")
+			if a := r.ext("a", "dev", "tok"); a != Allow || !r.rights("a", "dev") {
+				r.t.Errorf("OAUTH2-JWT with a valid token: %v", a)
+			}
+			if a := r.m.ExtendedAuth(Conn{Client: r.conn("b")}, "SCRAM-SHA-1", []byte("tok"), auth.Request{ClientID: "b"}); a != Defer {
+				r.t.Errorf("unknown method: %v", a)
+			}
+			if a := r.ext("c", "c", "garbage"); a != Deny || r.rights("c", "c") {
+				r.t.Errorf("malformed data: %v", a)
+			}
+			if a := r.ext("d", "d", "forged"); a != Deny {
+				r.t.Errorf("invalid token: %v", a)
+			}
+		}},
+		{"re-authentication with a fresh token of the same subject extends the lease", Options{DisconnectOnExpiry: true}, func(r *rig) {
+			r.token("first", time.Minute, "alice")
+			r.ext("a", "dev", "first")
+			r.now = r.now.Add(50 * time.Second)
+			r.token("second", time.Hour, "alice")
+			if a := r.ext("a", "dev", "second"); a != Allow {
+				r.t.Fatalf("re-auth: %v", a)
+			}
+			r.tick(time.Minute) // past the first token's exp
+			if len(r.broker.kicks) != 0 || !r.rights("a", "dev") {
+				r.t.Errorf("kicked at the first token's exp after a re-auth: %v", r.broker.kicks)
+			}
+			r.tick(time.Hour)
+			if strings.Join(r.broker.kicks, ",") != "dev" {
+				r.t.Errorf("kicks at the second token's exp: %v", r.broker.kicks)
+			}
+			if !strings.Contains(strings.Join(r.log.lines, "\n"), `client "dev": re-authenticated`) {
+				r.t.Errorf("log: %q", r.log.lines)
+			}
+		}},
+		{"re-authentication with another subject's, an invalid or a malformed token ends the connection", Options{}, func(r *rig) {
+			for i, data := range []string{"foreign", "forged", "garbage", "renamed"} {
+				conn := string(rune('a' + i))
+				r.token("tok", time.Minute, "alice")
+				r.token("renamed", time.Minute, "mallory")
+				d := r.core.decisions["tok"]
+				d.Subject = "someone else"
+				r.core.decisions["foreign"] = d
+				r.ext(conn, "dev-"+conn, "tok")
+				if a := r.ext(conn, "dev-"+conn, data); a != Deny || r.rights(conn, "dev-"+conn) {
+					r.t.Errorf("re-auth with %s: %v", data, a)
+				}
+			}
+			r.tick(0)
+			if strings.Join(r.broker.kicks, ",") != "dev-a,dev-b,dev-c,dev-d" {
+				r.t.Errorf("kicks: %v", r.broker.kicks)
 			}
 		}},
 		{"SIGHUP's re-check of a connected client is never delayed", Options{Delay: true}, func(r *rig) {
