@@ -58,6 +58,7 @@ func (f *fakeCore) Authorize(s *auth.Session, access acl.Access, _ string, _ byt
 	}
 	return auth.Allow
 }
+
 // ExtendedAuthToken knows one method, OAUTH2-JWT, whose data is the token; "garbage" is malformed.
 func (f *fakeCore) ExtendedAuthToken(method string, data []byte) (string, bool, error) {
 	if method != "OAUTH2-JWT" {
