@@ -134,6 +134,11 @@ BROKER_SECRET=$(openssl rand -hex 16)
 DEVICE_CLIENT=demo-device
 DEVICE_SECRET=$(openssl rand -hex 16)
 DEVICE_USER=demo
+# A second device whose tokens live only SHORT_TTL seconds, to watch a lease end.
+SHORT_CLIENT=demo-short
+SHORT_SECRET=$(openssl rand -hex 16)
+SHORT_TTL=30
+[ "$SMOKE" = 1 ] && SHORT_TTL=3
 
 (
 	umask 077
@@ -143,7 +148,9 @@ DEVICE_USER=demo
   "clients": [
     {"client_id": "$BROKER_CLIENT", "client_secret": "$BROKER_SECRET"},
     {"client_id": "$DEVICE_CLIENT", "client_secret": "$DEVICE_SECRET",
-     "claims": {"sub": "demo-sub", "username": "$DEVICE_USER", "email": "demo@example.com"}}
+     "claims": {"sub": "demo-sub", "username": "$DEVICE_USER", "email": "demo@example.com"}},
+    {"client_id": "$SHORT_CLIENT", "client_secret": "$SHORT_SECRET", "access_token_ttl": $SHORT_TTL,
+     "claims": {"sub": "demo-short-sub", "username": "$DEVICE_USER", "email": "demo@example.com"}}
   ]
 }
 EOF
@@ -274,12 +281,13 @@ done
 # ----------------------------------------------------------------------------------------- token
 
 TOKEN_CMD="curl -sS --cacert $CA -u $DEVICE_CLIENT:$DEVICE_SECRET -d grant_type=client_credentials $ISSUER/token"
-token() {
-	curl -fsS --cacert "$CA" -u "$DEVICE_CLIENT:$DEVICE_SECRET" -d grant_type=client_credentials "$ISSUER/token" |
+token() { # [client secret]
+	curl -fsS --cacert "$CA" -u "${1:-$DEVICE_CLIENT}:${2:-$DEVICE_SECRET}" -d grant_type=client_credentials "$ISSUER/token" |
 		node -e 'let s = ""; process.stdin.on("data", d => s += d).on("end", () => {
 			const t = JSON.parse(s).access_token; if (!t) process.exit(1); process.stdout.write(t); })'
 }
 TOKEN=$(token) || die "could not get a token for $DEVICE_CLIENT (IdP log: $DIR/idp.log)"
+SHORT=$(token "$SHORT_CLIENT" "$SHORT_SECRET") || die "could not get a token for $SHORT_CLIENT (IdP log: $DIR/idp.log)"
 
 SUB=(mosquitto_sub -h 127.0.0.1 -p "$BROKER_PORT" -u "$DEVICE_USER" -P "$TOKEN" -t 'demo/#' -v)
 PUB=(mosquitto_pub -h 127.0.0.1 -p "$BROKER_PORT" -u "$DEVICE_USER" -P "$TOKEN" -t demo/hello -m hi)
@@ -299,6 +307,10 @@ In another:
 
 Another token (the "access_token" member of the answer):
   $TOKEN_CMD
+
+A token is a lease. This one, of "$SHORT_CLIENT", expires $SHORT_TTL s after it was issued; the broker then
+disconnects the client and logs "token expired; disconnecting" (tail -f $LOG):
+  mosquitto_sub -h 127.0.0.1 -p $BROKER_PORT -u $DEVICE_USER -P '$SHORT' -t 'demo/#' -v
 
 EOF
 
@@ -337,6 +349,22 @@ if [ "$SMOKE" = 1 ]; then
 		die "FAIL: the broker log contains the token or the broker's client secret"
 	fi
 	say "ok: no token or secret in the broker log"
+	# A fresh short token: the one printed above may have expired during the steps before.
+	SHORT=$(token "$SHORT_CLIENT" "$SHORT_SECRET") || die "could not get a token for $SHORT_CLIENT"
+	mosquitto_sub -h 127.0.0.1 -p "$BROKER_PORT" -u "$DEVICE_USER" -P "$SHORT" -t 'demo/#' -W 20 >/dev/null 2>&1 &
+	SUB_PID=$!
+	for i in $(seq 100); do
+		grep -q 'token expired; disconnecting' "$LOG" && break
+		[ "$i" -lt 100 ] || {
+			cat "$LOG" >&2
+			die "FAIL: the client whose token expired was not disconnected within 10 s"
+		}
+		sleep 0.1
+	done
+	kill "$SUB_PID" 2>/dev/null || true
+	wait "$SUB_PID" 2>/dev/null || true
+	SUB_PID=""
+	say "ok: a client is disconnected when its token expires"
 	say "smoke test passed"
 	exit 0
 fi
