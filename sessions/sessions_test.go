@@ -3,6 +3,8 @@ package sessions
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -408,4 +410,37 @@ func TestWakeAtEarliestLease(t *testing.T) {
 	if !r.m.armed.Equal(r.now.Add(50 * time.Millisecond)) {
 		t.Errorf("timer armed for %v", r.m.armed.Sub(r.now))
 	}
+}
+
+// What the machine keeps per admitted client, its lease included, beside the client's rights (counted
+// by auth's TestSessionMemory): 100 000 sessions fit in 32 MiB.
+func TestMemoryPerSession(t *testing.T) {
+	r := newRig(t, Options{DisconnectOnExpiry: true})
+	r.token("tok", time.Hour, "")
+	ids := make([]string, 100_000)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("device-%06d", i)
+	}
+	conns := make([]Client, len(ids))
+	for i := range conns {
+		conns[i] = Client(unsafe.Pointer(new([16]byte)))
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	before := heap()
+	for i, id := range ids {
+		if a := r.m.BasicAuth(Conn{Client: conns[i], CleanSession: true}, auth.Request{ClientID: id, Password: "tok"}); a != Allow {
+			t.Fatal(a)
+		}
+	}
+	used := heap() - before
+	t.Logf("100000 sessions with leases: %.1f MiB, %d bytes each", float64(used)/(1<<20), used/100_000)
+	if used > 32<<20 {
+		t.Errorf("100000 sessions take %.1f MiB, over 32 MiB", float64(used)/(1<<20))
+	}
+	runtime.KeepAlive(conns)
 }
