@@ -52,6 +52,9 @@ const (
 	// maxIdleConns keeps enough warm connections for bursts of concurrent
 	// introspections (Mosquitto 2.1 deferred auth) to the single endpoint.
 	maxIdleConns = 64
+	// idleConnTimeout drops a kept connection unused this long, on either transport: the IdP or
+	// something between may have forgotten it without a word.
+	idleConnTimeout = 90 * time.Second
 	// drainLimit is how much of an unread body is discarded so the
 	// connection can be reused; beyond it the connection is closed instead.
 	drainLimit = 64 << 10
@@ -200,7 +203,7 @@ func New(cfg Config) (*Client, error) {
 		ForceAttemptHTTP2:      true,
 		MaxIdleConns:           maxIdleConns,
 		MaxIdleConnsPerHost:    maxIdleConns,
-		IdleConnTimeout:        90 * time.Second,
+		IdleConnTimeout:        idleConnTimeout,
 		TLSHandshakeTimeout:    cfg.Timeout,
 		MaxResponseHeaderBytes: maxResponseHeaderBytes,
 		TLSClientConfig: &tls.Config{
@@ -259,6 +262,9 @@ func (c *Client) Introspect(ctx context.Context, token string) (Result, error) {
 	if c.authHeader != "" {
 		req.Header.Set("Authorization", c.authHeader)
 	}
+	// Asking about a token twice is harmless. Marked so (the nil value is not sent), net/http sends the
+	// request again when a kept connection turns out closed after it was written, as it would a GET.
+	req.Header["Idempotency-Key"] = nil
 
 	resp, err := c.http.Do(req)
 	if err != nil {
