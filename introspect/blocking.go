@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -28,8 +29,7 @@ import (
 // bytes arrive (see blockingConn), a request is sent again whole, and a kept connection the server has
 // closed is noticed before it costs a check (see get).
 type blockingTransport struct {
-	tlsConfig   *tls.Config // nil for http endpoints
-	maxResponse int64
+	tlsConfig *tls.Config // nil for http endpoints
 
 	mu   sync.Mutex
 	idle []*blockingConn
@@ -56,7 +56,7 @@ func (t *blockingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		// The server may close a kept connection while the request is on its way, after get looked:
 		// the request then meets a reset or an end of stream before any answer. Like net/http for a
 		// request it may replay, try once more on a new connection, with the whole request again.
-		if !reused || attempt > 0 || conn.lim.N != t.maxResponse || time.Now().After(deadline) {
+		if !reused || attempt > 0 || conn.lim.N != maxResponseHeaderBytes || time.Now().After(deadline) {
 			return nil, err
 		}
 		if req, err = rewind(req); err != nil {
@@ -84,9 +84,10 @@ func rewind(req *http.Request) (*http.Request, error) {
 
 func (t *blockingTransport) exchange(conn *blockingConn, req *http.Request, deadline time.Time) (*http.Response, error) {
 	conn.deadline = deadline
-	// One response may not exceed the header cap plus the body cap (which the caller enforces again).
-	// Set before writing: RoundTrip reads an untouched limit as "no byte of an answer came".
-	conn.lim.N = t.maxResponse
+	// The headers of one answer, interim ones included, may not exceed maxResponseHeaderBytes, as with
+	// net/http's MaxResponseHeaderBytes. Set before writing: RoundTrip reads an untouched limit as "no
+	// byte of an answer came".
+	conn.lim.N = maxResponseHeaderBytes
 	w := bufio.NewWriter(conn.rw)
 	if err := req.Write(w); err != nil {
 		return nil, err
@@ -102,6 +103,9 @@ func (t *blockingTransport) exchange(conn *blockingConn, req *http.Request, dead
 		// Interim answers (100 Continue, 103 Early Hints) come before the real one; net/http skips
 		// them, and so does this. 101 ends the exchange, as there.
 		if resp.StatusCode < 100 || resp.StatusCode > 199 || resp.StatusCode == http.StatusSwitchingProtocols {
+			// The body is the caller's to bound (Introspect reads at most MaxBodyBytes+1 and drains at
+			// most drainLimit), as with net/http.
+			conn.lim.N = math.MaxInt64
 			resp.Body = &keepBody{ReadCloser: resp.Body, t: t, conn: conn, keep: !resp.Close}
 			return resp, nil
 		}
@@ -227,7 +231,7 @@ type blockingConn struct {
 	// rw is what HTTP goes through: the socket itself, or the TLS connection over it; br buffers
 	// reads from rw for the life of the connection.
 	rw  io.ReadWriteCloser
-	lim io.LimitedReader // over rw: bounds what one response may send, headers included
+	lim io.LimitedReader // over rw: bounds the headers of one answer
 	br  *bufio.Reader    // over lim
 }
 
@@ -320,6 +324,8 @@ func (c *blockingConn) Read(p []byte) (int, error) {
 		switch {
 		case err == syscall.EINTR:
 			continue
+		case err == syscall.EAGAIN && time.Now().Before(c.deadline):
+			continue // the kernel counts in clock ticks and may wake a little early
 		case err == syscall.EAGAIN:
 			return 0, timeoutError{"read"}
 		case err != nil:
@@ -340,6 +346,8 @@ func (c *blockingConn) Write(p []byte) (int, error) {
 		n, err := syscall.Write(c.fd, p[written:])
 		switch {
 		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN && time.Now().Before(c.deadline):
 			continue
 		case err == syscall.EAGAIN:
 			return written, timeoutError{"write"}

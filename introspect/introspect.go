@@ -215,7 +215,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	var rt http.RoundTripper = transport
 	if cfg.BlockingIO && !proxied(u) {
-		bt := &blockingTransport{maxResponse: maxResponseHeaderBytes + c.maxBody + 1}
+		bt := &blockingTransport{}
 		if u.Scheme == "https" {
 			bt.tlsConfig = transport.TLSClientConfig
 		}
@@ -314,7 +314,14 @@ func (c *Client) transportError(ctx, reqCtx context.Context, err error, token st
 	switch {
 	case ctx.Err() != nil:
 		return fmt.Errorf("%w: %v", ErrIdPUnavailable, ctx.Err())
-	case reqCtx.Err() != nil:
+	case reqCtx.Err() != nil || isTimeout(err):
+		// The blocking transport notices a deadline itself, maybe before the context's timer has
+		// fired, so whose deadline it was is read from the deadlines.
+		if d, ok := ctx.Deadline(); ok {
+			if rd, _ := reqCtx.Deadline(); !d.After(rd) {
+				return fmt.Errorf("%w: %v", ErrIdPUnavailable, context.DeadlineExceeded)
+			}
+		}
 		return fmt.Errorf("%w: timeout after %s", ErrIdPUnavailable, c.timeout)
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Errorf("%w: connection refused", ErrIdPUnavailable)
@@ -329,6 +336,12 @@ func (c *Client) transportError(ctx, reqCtx context.Context, err error, token st
 		}
 	}
 	return fmt.Errorf("%w: %s", ErrIdPUnavailable, msg)
+}
+
+// isTimeout says whether err is a network timeout (net/http's, or the blocking transport's).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // secretForms returns s as it may appear in error text: raw, form-encoded
