@@ -481,3 +481,98 @@ func TestBlockingReusesLiveConnections(t *testing.T) {
 		}
 	}
 }
+
+// fuzzAnswer decodes one answer from the front of data, one byte per choice (missing bytes choose 0):
+// the status line, a 100 Continue or not, the content type, a Connection header, one more header, the
+// body, its framing, where the server cuts the connection, a delay, and an idle close. Left out: trickles
+// and resets during the request, which take a timeout or a large request each and have their own cases
+// in TestTransportsAgainstServerBehaviours.
+func fuzzAnswer(data []byte) (answer, []byte) {
+	choose := func(n int) int {
+		if len(data) == 0 {
+			return 0
+		}
+		v := int(data[0]) % n
+		data = data[1:]
+		return v
+	}
+	pick := func(options ...string) string { return options[choose(len(options))] }
+	var a answer
+	a.status = pick("", "HTTP/1.0 200 OK", "HTTP/1.1 500 Internal Server Error", "HTTP/1.1 204 No Content",
+		"HTTP/1.1 302 Found", "HTTP/1.1 200", "HTTP/1.1 2x0 OK", "HTTP/1.1 401 Unauthorized")
+	a.interim = choose(4) == 1
+	for _, h := range []string{
+		pick("Content-Type: application/json", "Content-Type: application/json; charset=utf-8", "Content-Type: text/html", ""),
+		pick("", "Connection: close", "Connection: keep-alive"),
+		pick("", "Keep-Alive: timeout=1", "Content-Length: 3", "X-Pad: "+strings.Repeat("p", 70<<10)),
+	} {
+		if h != "" {
+			a.headers = append(a.headers, h)
+		}
+	}
+	a.body = pick(`{"active":true}`, `{"active":false}`, `{"active":true`, ``, `{"active":true,"exp":1}`)
+	a.framing = framing(choose(int(framings)))
+	a.cut = cut(choose(int(resetDuringRequest)))
+	a.delay = time.Duration(choose(3)) * 5 * time.Millisecond
+	a.idleClose = time.Duration(choose(2)) * 10 * time.Millisecond
+	if a.status == "HTTP/1.1 204 No Content" {
+		// A 204 has no body: one sent anyway would be read as the start of the next answer.
+		a.body, a.framing = "", contentLength
+	}
+	return a, data
+}
+
+// FuzzTransports sends two requests in a row, with a pause, to a scripted IdP whose answers the input
+// describes (see fuzzAnswer), once over each transport, and requires the same outcomes.
+func FuzzTransports(f *testing.F) {
+	zeros := make([]byte, 10) // one plain answer
+	for _, seed := range [][]byte{
+		{},                       // two plain answers, kept alive
+		{0, 0, 0, 1, 0, 1, 0, 0}, // inactive, Connection: close
+		{0, 0, 0, 0, 0, 0, 1},    // chunked
+		{1, 0, 0, 0, 0, 0, 2},    // HTTP/1.0, close-delimited
+		{0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2}, // idle close, then a request after it
+		{0, 0, 0, 0, 0, 0, 0, 5},              // a close the answer did not announce
+		append(zeros, 0, 0, 0, 0, 0, 0, 0, 6), // reset as the second request arrives
+		append(zeros, 0, 0, 0, 0, 0, 0, 0, 1), // closed as the second request arrives
+		{0, 0, 0, 0, 0, 0, 1, 4},              // cut in a chunked body
+		{2, 0, 0, 0, 0, 2, 0, 3},              // 500, cut after the headers
+		{3, 1, 1, 2, 1, 0, 1, 0},              // 204 after a 100 Continue
+		{4, 0, 2, 0, 2},                       // 302, conflicting lengths
+		{6, 0, 0, 0, 3, 0, 0, 0, 2},           // malformed status, oversized headers
+		{0, 0, 0, 1, 0, 4, 0, 0, 2, 1, 7},     // expired, delayed; then a 401
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		first, rest := fuzzAnswer(data)
+		second, rest := fuzzAnswer(rest)
+		pause := time.Duration(0)
+		if len(rest) > 0 {
+			pause = time.Duration(rest[0]%3) * 10 * time.Millisecond
+		}
+		const timeout = 2 * time.Second
+		got := map[string][]string{}
+		for _, tr := range transports {
+			srv := newScriptedIdP(t, first, second)
+			cfg := testConfig(srv.URL())
+			cfg.Timeout, cfg.BlockingIO = timeout, tr.blocking
+			c := newTestClient(t, cfg)
+			for i := range 2 {
+				if i > 0 {
+					time.Sleep(pause)
+				}
+				start := time.Now()
+				_, err := c.Introspect(context.Background(), testToken)
+				if d := time.Since(start); d > timeout+time.Second {
+					t.Errorf("%s, request %d: took %v with timeout %v", tr.name, i+1, d, timeout)
+				}
+				got[tr.name] = append(got[tr.name], outcome(err))
+			}
+		}
+		if !slices.Equal(got["net/http"], got["blocking"]) {
+			t.Errorf("net/http: %q, blocking: %q\nanswers: %+v\n%+v\npause %v",
+				got["net/http"], got["blocking"], first, second, pause)
+		}
+	})
+}
