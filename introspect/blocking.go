@@ -59,27 +59,30 @@ func (t *blockingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		if !reused || attempt > 0 || conn.lim.N != maxResponseHeaderBytes || time.Now().After(deadline) {
 			return nil, err
 		}
-		if req, err = rewind(req); err != nil {
+		again := rewind(req)
+		if again == nil {
 			return nil, err
 		}
+		req = again
 	}
 }
 
-// rewind returns req with a fresh copy of its body: the failed attempt consumed the first one.
-func rewind(req *http.Request) (*http.Request, error) {
+// rewind returns req with a fresh copy of its body, which the failed attempt consumed, or nil when the
+// body cannot be had again.
+func rewind(req *http.Request) *http.Request {
 	if req.Body == nil || req.Body == http.NoBody {
-		return req, nil
+		return req
 	}
 	if req.GetBody == nil {
-		return nil, errors.New("introspect: cannot resend a request whose body cannot be read again")
+		return nil
 	}
 	body, err := req.GetBody()
 	if err != nil {
-		return nil, fmt.Errorf("introspect: rewinding the request body: %w", err)
+		return nil
 	}
 	again := req.Clone(req.Context())
 	again.Body = body
-	return again, nil
+	return again
 }
 
 func (t *blockingTransport) exchange(conn *blockingConn, req *http.Request, deadline time.Time) (*http.Response, error) {

@@ -476,23 +476,42 @@ func TestTransportsAgainstServerBehaviours(t *testing.T) {
 }
 
 // TestBlockingReusesLiveConnections is the positive control of the behaviours above: a connection the
-// server keeps is kept, one it closed is not tried.
+// server keeps is kept, one it closed is not tried, and one idle for idleConnTimeout is not kept.
 func TestBlockingReusesLiveConnections(t *testing.T) {
-	for _, idle := range []time.Duration{0, 50 * time.Millisecond} {
-		srv := newScriptedIdP(t, jsonAnswer(activeBody).with(func(a *answer) { a.idleClose = idle }))
-		cfg := testConfig(srv.URL())
-		cfg.BlockingIO = true
-		c := newTestClient(t, cfg)
-		for range 3 {
-			if _, err := c.Introspect(context.Background(), testToken); err != nil {
-				t.Fatal(err)
+	cases := []struct {
+		name      string
+		idleClose time.Duration // the server's
+		aged      bool          // the client's kept connection is made idleConnTimeout old
+		want      int32         // connections for three requests
+	}{
+		{"kept", 0, false, 1},
+		{"closed by the server after 50 ms idle", 50 * time.Millisecond, false, 3},
+		{"idle as long as idleConnTimeout", 0, true, 3},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newScriptedIdP(t, jsonAnswer(activeBody).with(func(a *answer) { a.idleClose = tc.idleClose }))
+			cfg := testConfig(srv.URL())
+			cfg.BlockingIO = true
+			c := newTestClient(t, cfg)
+			bt := c.http.Transport.(*blockingTransport)
+			for range 3 {
+				if _, err := c.Introspect(context.Background(), testToken); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(2 * tc.idleClose)
+				if tc.aged {
+					bt.mu.Lock()
+					for _, conn := range bt.idle {
+						conn.idleSince = conn.idleSince.Add(-idleConnTimeout)
+					}
+					bt.mu.Unlock()
+				}
 			}
-			time.Sleep(2 * idle)
-		}
-		want := map[time.Duration]int32{0: 1, 50 * time.Millisecond: 3}[idle]
-		if n, served := srv.conns.Load(), srv.served.Load(); n != want || served != 3 {
-			t.Errorf("idle close %v: %d connections for %d requests, want %d for 3", idle, n, served, want)
-		}
+			if n, served := srv.conns.Load(), srv.served.Load(); n != tc.want || served != 3 {
+				t.Errorf("%d connections for %d requests, want %d for 3", n, served, tc.want)
+			}
+		})
 	}
 }
 
