@@ -28,19 +28,6 @@ func TestKeyFetchAgainstServerBehaviours(t *testing.T) {
 		}
 		return string(b)
 	}()
-	trickle := func(w io.Writer, flush func(), s string, done <-chan struct{}) {
-		for i := range len(s) {
-			if _, err := w.Write([]byte{s[i]}); err != nil {
-				return
-			}
-			flush()
-			select {
-			case <-time.After(gap):
-			case <-done:
-				return
-			}
-		}
-	}
 	cases := []struct {
 		name    string
 		handler func(done <-chan struct{}) http.HandlerFunc
@@ -55,12 +42,12 @@ func TestKeyFetchAgainstServerBehaviours(t *testing.T) {
 					return
 				}
 				defer conn.Close()
-				trickle(conn, func() {}, fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(keySet), keySet), done)
+				io.Copy(conn, &slowReader{fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(keySet), keySet), gap, done})
 			}
 		}},
 		{name: "body trickled", handler: func(done <-chan struct{}) http.HandlerFunc {
 			return func(w http.ResponseWriter, r *http.Request) {
-				trickle(w, w.(http.Flusher).Flush, keySet, done)
+				io.Copy(flushingWriter{w}, &slowReader{keySet, gap, done})
 			}
 		}},
 		{name: "idle connection closed after 100 ms", idle: 100 * time.Millisecond, ok: true,
@@ -93,4 +80,34 @@ func TestKeyFetchAgainstServerBehaviours(t *testing.T) {
 			}
 		})
 	}
+}
+
+// slowReader yields s one byte per gap, and ends early when done is closed.
+type slowReader struct {
+	s    string
+	gap  time.Duration
+	done <-chan struct{}
+}
+
+func (r *slowReader) Read(p []byte) (int, error) {
+	if r.s == "" {
+		return 0, io.EOF
+	}
+	select {
+	case <-time.After(r.gap):
+	case <-r.done:
+		return 0, io.EOF
+	}
+	n := copy(p[:1], r.s)
+	r.s = r.s[n:]
+	return n, nil
+}
+
+// flushingWriter sends each write to the client at once.
+type flushingWriter struct{ http.ResponseWriter }
+
+func (w flushingWriter) Write(p []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(p)
+	w.ResponseWriter.(http.Flusher).Flush()
+	return n, err
 }
