@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -23,9 +24,12 @@ import (
 // that was most of the plugin's cost per cold check. This transport uses blocking sockets instead: the
 // broker thread itself writes the request and sleeps in read(2) until the answer arrives, one system
 // call each way. It speaks HTTP/1.1 with keep-alive (HTTP/2 brings nothing to one request at a time).
+//
+// It must keep net/http's promises too: the request's deadline bounds the whole exchange however the
+// bytes arrive (see blockingConn), a request is sent again whole, and a kept connection the server has
+// closed is noticed before it costs a check (see get).
 type blockingTransport struct {
-	tlsConfig   *tls.Config // nil for http endpoints
-	maxResponse int64
+	tlsConfig *tls.Config // nil for http endpoints
 
 	mu   sync.Mutex
 	idle []*blockingConn
@@ -49,17 +53,44 @@ func (t *blockingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 			return resp, nil
 		}
 		conn.Close()
-		// A kept connection the server closed meanwhile fails on first use: try once on a new one.
-		if !reused || attempt > 0 || time.Now().After(deadline) {
+		// The server may close a kept connection while the request is on its way, after get looked:
+		// the request then meets a reset or an end of stream before any answer. Like net/http for a
+		// request it may replay, try once more on a new connection, with the whole request again.
+		if !reused || attempt > 0 || conn.lim.N != maxResponseHeaderBytes || time.Now().After(deadline) {
 			return nil, err
 		}
+		again := rewind(req)
+		if again == nil {
+			return nil, err
+		}
+		req = again
 	}
 }
 
-func (t *blockingTransport) exchange(conn *blockingConn, req *http.Request, deadline time.Time) (*http.Response, error) {
-	if err := conn.SetDeadline(deadline); err != nil {
-		return nil, err
+// rewind returns req with a fresh copy of its body, which the failed attempt consumed, or nil when the
+// body cannot be had again.
+func rewind(req *http.Request) *http.Request {
+	if req.Body == nil || req.Body == http.NoBody {
+		return req
 	}
+	if req.GetBody == nil {
+		return nil
+	}
+	body, err := req.GetBody()
+	if err != nil {
+		return nil
+	}
+	again := req.Clone(req.Context())
+	again.Body = body
+	return again
+}
+
+func (t *blockingTransport) exchange(conn *blockingConn, req *http.Request, deadline time.Time) (*http.Response, error) {
+	conn.deadline = deadline
+	// The headers of one answer, interim ones included, may not exceed maxResponseHeaderBytes, as with
+	// net/http's MaxResponseHeaderBytes. Set before writing: RoundTrip reads an untouched limit as "no
+	// byte of an answer came".
+	conn.lim.N = maxResponseHeaderBytes
 	w := bufio.NewWriter(conn.rw)
 	if err := req.Write(w); err != nil {
 		return nil, err
@@ -67,26 +98,43 @@ func (t *blockingTransport) exchange(conn *blockingConn, req *http.Request, dead
 	if err := w.Flush(); err != nil {
 		return nil, err
 	}
-	// One response may not exceed the header cap plus the body cap (which the caller enforces again).
-	conn.lim.N = t.maxResponse
-	resp, err := http.ReadResponse(conn.br, req)
-	if err != nil {
-		return nil, err
+	for {
+		resp, err := http.ReadResponse(conn.br, req)
+		if err != nil {
+			return nil, err
+		}
+		// Interim answers (100 Continue, 103 Early Hints) come before the real one; net/http skips
+		// them, and so does this. 101 ends the exchange, as there.
+		if resp.StatusCode < 100 || resp.StatusCode > 199 || resp.StatusCode == http.StatusSwitchingProtocols {
+			// The body is the caller's to bound (Introspect reads at most MaxBodyBytes+1 and drains at
+			// most drainLimit), as with net/http.
+			conn.lim.N = math.MaxInt64
+			resp.Body = &keepBody{ReadCloser: resp.Body, t: t, conn: conn, keep: !resp.Close}
+			return resp, nil
+		}
 	}
-	resp.Body = &keepBody{ReadCloser: resp.Body, t: t, conn: conn, keep: !resp.Close}
-	return resp, nil
 }
 
-// get returns a kept connection or dials a new one before the deadline.
+// get returns a kept connection or dials a new one before the deadline. A kept connection is used only
+// if it has been idle less than idleConnTimeout (as net/http's transport) and the server has not closed
+// it meanwhile: IdPs close idle connections after a few seconds (Node's default is 5 s), and a request
+// sent into a closed connection costs a failed write or read and a retry.
 func (t *blockingTransport) get(req *http.Request, deadline time.Time) (*blockingConn, bool, error) {
-	t.mu.Lock()
-	if n := len(t.idle); n > 0 {
+	for {
+		t.mu.Lock()
+		n := len(t.idle)
+		if n == 0 {
+			t.mu.Unlock()
+			break
+		}
 		c := t.idle[n-1]
 		t.idle = t.idle[:n-1]
 		t.mu.Unlock()
-		return c, true, nil
+		if time.Since(c.idleSince) < idleConnTimeout && c.open() {
+			return c, true, nil
+		}
+		c.Close()
 	}
-	t.mu.Unlock()
 	port := req.URL.Port()
 	if port == "" {
 		port = map[bool]string{true: "443", false: "80"}[t.tlsConfig != nil]
@@ -101,7 +149,10 @@ func (t *blockingTransport) get(req *http.Request, deadline time.Time) (*blockin
 			cfg.ServerName = req.URL.Hostname()
 		}
 		tc := tls.Client(c, cfg)
-		if err := tc.HandshakeContext(req.Context()); err != nil {
+		// Not HandshakeContext: on cancellation it closes the socket from another goroutine while this
+		// one may still read or write it (a file descriptor number the process may have reused by
+		// then). The connection's deadline bounds the handshake instead.
+		if err := tc.Handshake(); err != nil {
 			c.Close()
 			return nil, false, err
 		}
@@ -119,6 +170,7 @@ func (t *blockingTransport) put(c *blockingConn) {
 		c.Close()
 		return
 	}
+	c.idleSince = time.Now()
 	t.idle = append(t.idle, c)
 }
 
@@ -164,17 +216,25 @@ func (b *keepBody) Close() error {
 	return err
 }
 
-// blockingConn is a TCP connection on a blocking socket, with deadlines enforced by the kernel
-// (SO_RCVTIMEO, SO_SNDTIMEO). It implements net.Conn so that crypto/tls can run over it.
+// blockingConn is a TCP connection on a blocking socket. It implements net.Conn so that crypto/tls can
+// run over it.
+//
+// Its deadline is absolute and bounds everything done on it, however the peer spreads its bytes: before
+// each read(2), write(2) or connect(2) the time left is set as the socket's SO_RCVTIMEO or SO_SNDTIMEO,
+// so an IdP that sends one byte at a time is cut off at the deadline, not after one timeout per byte.
+// That is one setsockopt(2) per such call (well under a microsecond; a check makes two or three).
 type blockingConn struct {
-	fd     int
-	local  net.Addr
-	remote net.Addr
-	once   sync.Once
+	fd       int
+	local    net.Addr
+	remote   net.Addr
+	once     sync.Once
+	deadline time.Time // zero: no deadline
+	// idleSince is when the connection was last put back for reuse.
+	idleSince time.Time
 	// rw is what HTTP goes through: the socket itself, or the TLS connection over it; br buffers
 	// reads from rw for the life of the connection.
 	rw  io.ReadWriteCloser
-	lim io.LimitedReader // over rw: bounds what one response may send, headers included
+	lim io.LimitedReader // over rw: bounds the headers of one answer
 	br  *bufio.Reader    // over lim
 }
 
@@ -218,9 +278,9 @@ func connectBlocking(ip net.IP, port string, deadline time.Time) (*blockingConn,
 	if err != nil {
 		return nil, os.NewSyscallError("socket", err)
 	}
-	c := &blockingConn{fd: fd, remote: &net.TCPAddr{IP: ip, Port: p}}
+	c := &blockingConn{fd: fd, remote: &net.TCPAddr{IP: ip, Port: p}, deadline: deadline}
 	c.rw = c
-	if err := c.SetDeadline(deadline); err != nil {
+	if err := c.arm(syscall.SO_SNDTIMEO, "connect"); err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -260,10 +320,15 @@ func (e timeoutError) Temporary() bool { return true }
 // Read and Write are the raw socket; c.rw is what the transport uses (TLS or not).
 func (c *blockingConn) Read(p []byte) (int, error) {
 	for {
+		if err := c.arm(syscall.SO_RCVTIMEO, "read"); err != nil {
+			return 0, err
+		}
 		n, err := syscall.Read(c.fd, p)
 		switch {
 		case err == syscall.EINTR:
 			continue
+		case err == syscall.EAGAIN && time.Now().Before(c.deadline):
+			continue // the kernel counts in clock ticks and may wake a little early
 		case err == syscall.EAGAIN:
 			return 0, timeoutError{"read"}
 		case err != nil:
@@ -278,9 +343,14 @@ func (c *blockingConn) Read(p []byte) (int, error) {
 func (c *blockingConn) Write(p []byte) (int, error) {
 	written := 0
 	for written < len(p) {
+		if err := c.arm(syscall.SO_SNDTIMEO, "write"); err != nil {
+			return written, err
+		}
 		n, err := syscall.Write(c.fd, p[written:])
 		switch {
 		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN && time.Now().Before(c.deadline):
 			continue
 		case err == syscall.EAGAIN:
 			return written, timeoutError{"write"}
@@ -290,6 +360,22 @@ func (c *blockingConn) Write(p []byte) (int, error) {
 		written += n
 	}
 	return written, nil
+}
+
+// open says whether an idle connection can carry a request: the server has neither closed it nor sent
+// anything unasked (an HTTP 408, a TLS alert), which a request sent now would be answered with. One
+// non-blocking recv(2) that peeks, so nothing is consumed.
+func (c *blockingConn) open() bool {
+	var b [1]byte
+	for {
+		_, _, err := syscall.Recvfrom(c.fd, b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		if err == syscall.EINTR {
+			continue
+		}
+		// EAGAIN: nothing to read and no end of stream. Otherwise the server has ended the stream
+		// (0 bytes), sent bytes nobody asked for, or reset the connection.
+		return err == syscall.EAGAIN
+	}
 }
 
 // Close closes the socket once. It skips TLS's close_notify: the IdP learns of the close from TCP,
@@ -303,30 +389,29 @@ func (c *blockingConn) Close() error {
 func (c *blockingConn) LocalAddr() net.Addr  { return c.local }
 func (c *blockingConn) RemoteAddr() net.Addr { return c.remote }
 
-// SetDeadline turns an absolute deadline into the socket's receive and send timeouts.
+// SetDeadline sets the deadline of every later read and write; crypto/tls is its only other caller.
 func (c *blockingConn) SetDeadline(t time.Time) error {
-	if err := c.SetReadDeadline(t); err != nil {
-		return err
+	c.deadline = t
+	return nil
+}
+
+// SetReadDeadline and SetWriteDeadline set the one deadline both directions share: the transport never
+// needs them apart.
+func (c *blockingConn) SetReadDeadline(t time.Time) error  { return c.SetDeadline(t) }
+func (c *blockingConn) SetWriteDeadline(t time.Time) error { return c.SetDeadline(t) }
+
+// arm sets the socket's timeout opt (SO_RCVTIMEO or SO_SNDTIMEO) to the time left before the deadline,
+// or fails at once (as op) when none is left.
+func (c *blockingConn) arm(opt int, op string) error {
+	var tv syscall.Timeval // zero: wait without limit
+	if !c.deadline.IsZero() {
+		d := time.Until(c.deadline)
+		if d <= 0 {
+			return timeoutError{op}
+		}
+		// At least a microsecond: a zero timeval would mean no timeout at all.
+		tv = syscall.NsecToTimeval(max(d, time.Microsecond).Nanoseconds())
 	}
-	return c.SetWriteDeadline(t)
-}
-
-func (c *blockingConn) SetReadDeadline(t time.Time) error {
-	return c.setTimeout(syscall.SO_RCVTIMEO, t)
-}
-
-func (c *blockingConn) SetWriteDeadline(t time.Time) error {
-	return c.setTimeout(syscall.SO_SNDTIMEO, t)
-}
-
-func (c *blockingConn) setTimeout(opt int, t time.Time) error {
-	d := time.Until(t)
-	if t.IsZero() {
-		d = 0 // no timeout
-	} else if d <= 0 {
-		d = time.Microsecond // already past: fail at once rather than wait forever
-	}
-	tv := syscall.NsecToTimeval(d.Nanoseconds())
 	if err := syscall.SetsockoptTimeval(c.fd, syscall.SOL_SOCKET, opt, &tv); err != nil {
 		return fmt.Errorf("introspect: set socket timeout: %w", err)
 	}

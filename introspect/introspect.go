@@ -61,6 +61,9 @@ const (
 	// maxIdleConns keeps enough warm connections for bursts of concurrent
 	// introspections (Mosquitto 2.1 deferred auth) to the single endpoint.
 	maxIdleConns = 64
+	// idleConnTimeout drops a kept connection unused this long, on either transport: the IdP or
+	// something between may have forgotten it without a word.
+	idleConnTimeout = 90 * time.Second
 	// drainLimit is how much of an unread body is discarded so the
 	// connection can be reused; beyond it the connection is closed instead.
 	drainLimit = 64 << 10
@@ -209,7 +212,7 @@ func New(cfg Config) (*Client, error) {
 		ForceAttemptHTTP2:      true,
 		MaxIdleConns:           maxIdleConns,
 		MaxIdleConnsPerHost:    maxIdleConns,
-		IdleConnTimeout:        90 * time.Second,
+		IdleConnTimeout:        idleConnTimeout,
 		TLSHandshakeTimeout:    cfg.Timeout,
 		MaxResponseHeaderBytes: maxResponseHeaderBytes,
 		TLSClientConfig: &tls.Config{
@@ -221,7 +224,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	var rt http.RoundTripper = transport
 	if cfg.BlockingIO && !proxied(u) {
-		bt := &blockingTransport{maxResponse: maxResponseHeaderBytes + c.maxBody + 1}
+		bt := &blockingTransport{}
 		if u.Scheme == "https" {
 			bt.tlsConfig = transport.TLSClientConfig
 		}
@@ -268,6 +271,9 @@ func (c *Client) Introspect(ctx context.Context, token string) (Result, error) {
 	if c.authHeader != "" {
 		req.Header.Set("Authorization", c.authHeader)
 	}
+	// Asking about a token twice is harmless. Marked so (the nil value is not sent), net/http sends the
+	// request again when a kept connection turns out closed after it was written, as it would a GET.
+	req.Header["Idempotency-Key"] = nil
 
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -365,7 +371,14 @@ func (c *Client) transportError(ctx, reqCtx context.Context, err error, token st
 	switch {
 	case ctx.Err() != nil:
 		return fmt.Errorf("%w: %v", ErrIdPUnavailable, ctx.Err())
-	case reqCtx.Err() != nil:
+	case reqCtx.Err() != nil || isTimeout(err):
+		// The blocking transport notices a deadline itself, maybe before the context's timer has
+		// fired, so whose deadline it was is read from the deadlines.
+		if d, ok := ctx.Deadline(); ok {
+			if rd, _ := reqCtx.Deadline(); !d.After(rd) {
+				return fmt.Errorf("%w: %v", ErrIdPUnavailable, context.DeadlineExceeded)
+			}
+		}
 		return fmt.Errorf("%w: timeout after %s", ErrIdPUnavailable, c.timeout)
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Errorf("%w: connection refused", ErrIdPUnavailable)
@@ -380,6 +393,12 @@ func (c *Client) transportError(ctx, reqCtx context.Context, err error, token st
 		}
 	}
 	return fmt.Errorf("%w: %s", ErrIdPUnavailable, msg)
+}
+
+// isTimeout says whether err is a network timeout (net/http's, or the blocking transport's).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // secretForms returns s as it may appear in error text: raw, form-encoded

@@ -162,7 +162,7 @@ func TestSlowIdPDoesNotStallOthers(t *testing.T) {
 	defer srv.Close()
 	b := startBroker(t, "listener LISTENER\n"+pluginBlock("introspection_endpoint", srv.URL,
 		"client_id", "broker", "client_secret", brokerSecret, "timeout", "5"))
-	delayed := strings.Contains(b.Log(), "delayed checks")
+	delayed := b.Delayed()
 	sub, _ := connect5(t, b.Port, "sub", "", "fast-1")
 	pub, _ := connect5(t, b.Port, "pub", "", "fast-2")
 	if sub == nil || pub == nil {

@@ -432,6 +432,13 @@ func (b *broker) AssertLogClean(secrets ...string) {
 	}
 }
 
+// Delayed says whether the plugin runs checks that need the IdP off the broker thread (Mosquitto 2.1's
+// delayed basic auth, without a defer policy), as its start-up line says. Otherwise the broker waits for
+// them.
+func (b *broker) Delayed() bool {
+	return strings.Contains(b.Log(), "delayed checks on cache misses")
+}
+
 // WaitLog waits until the broker log contains substr.
 func (b *broker) WaitLog(substr string, within time.Duration) bool {
 	deadline := time.Now().Add(within)

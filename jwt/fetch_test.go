@@ -1,0 +1,113 @@
+package jwt
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// A key set fetch is bounded by Timeout as a whole, however the IdP spreads its answer: 2.0's broker
+// thread may wait for the first one. And a connection the IdP closed while idle does not fail the next.
+func TestKeyFetchAgainstServerBehaviours(t *testing.T) {
+	const (
+		timeout = 300 * time.Millisecond
+		gap     = 50 * time.Millisecond // the key set is hundreds of bytes: far beyond timeout
+	)
+	keySet := func() string {
+		b, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{newRSA(t, "k1").jwk()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}()
+	cases := []struct {
+		name    string
+		handler func(done <-chan struct{}) http.HandlerFunc
+		idle    time.Duration // the server's IdleTimeout; the second fetch waits twice as long
+		ok      bool
+	}{
+		{name: "headers trickled", handler: func(done <-chan struct{}) http.HandlerFunc {
+			return func(w http.ResponseWriter, r *http.Request) {
+				conn, _, err := w.(http.Hijacker).Hijack()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer conn.Close()
+				io.Copy(conn, &slowReader{fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(keySet), keySet), gap, done})
+			}
+		}},
+		{name: "body trickled", handler: func(done <-chan struct{}) http.HandlerFunc {
+			return func(w http.ResponseWriter, r *http.Request) {
+				io.Copy(flushingWriter{w}, &slowReader{keySet, gap, done})
+			}
+		}},
+		{name: "idle connection closed after 100 ms", idle: 100 * time.Millisecond, ok: true,
+			handler: func(<-chan struct{}) http.HandlerFunc {
+				return func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, keySet) }
+			}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			done := make(chan struct{})
+			srv := httptest.NewUnstartedServer(tc.handler(done))
+			srv.Config.IdleTimeout = tc.idle
+			srv.Start()
+			t.Cleanup(func() { close(done); srv.Close() })
+			v, err := New(Config{Issuer: "https://issuer.example", JWKSURL: srv.URL + "/jwks", Timeout: timeout})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(v.Close)
+			for i := range map[bool]int{false: 1, true: 2}[tc.ok] {
+				time.Sleep(time.Duration(i) * 2 * tc.idle)
+				start := time.Now()
+				err := v.keys.refresh(context.Background(), true)
+				if d := time.Since(start); d > timeout+time.Second {
+					t.Errorf("fetch %d took %v with timeout %v", i+1, d, timeout)
+				}
+				if tc.ok && err != nil || !tc.ok && !errors.Is(err, ErrKeysUnavailable) {
+					t.Errorf("fetch %d: %v", i+1, err)
+				}
+			}
+		})
+	}
+}
+
+// slowReader yields s one byte per gap, and ends early when done is closed.
+type slowReader struct {
+	s    string
+	gap  time.Duration
+	done <-chan struct{}
+}
+
+func (r *slowReader) Read(p []byte) (int, error) {
+	if r.s == "" {
+		return 0, io.EOF
+	}
+	select {
+	case <-time.After(r.gap):
+	case <-r.done:
+		return 0, io.EOF
+	}
+	n := copy(p[:1], r.s)
+	r.s = r.s[n:]
+	return n, nil
+}
+
+// flushingWriter sends each write to the client at once.
+type flushingWriter struct{ http.ResponseWriter }
+
+func (w flushingWriter) Write(p []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(p)
+	w.ResponseWriter.(http.Flusher).Flush()
+	return n, err
+}
