@@ -110,7 +110,7 @@ func TestReloadAsksNothing(t *testing.T) {
 // closes it when the IdP is back.
 func TestCircuitBreaker(t *testing.T) {
 	e := newEnv(t)
-	b := e.broker(t, "", "timeout", "1", "circuit_breaker_failures", "2", "circuit_breaker_cooldown", "1")
+	b := e.broker(t, "", "timeout", "1", "circuit_breaker_failures", "2", "circuit_breaker_cooldown", "1", "cache_ttl", "300")
 	cached := e.idp.Token("alice", aliceSecret, "")
 	if _, rc := connect5(t, b.Port, "warm", "", cached); rc != 0 {
 		t.Fatalf("warm-up: %#x", rc)
