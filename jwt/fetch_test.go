@@ -111,3 +111,34 @@ func (w flushingWriter) Write(p []byte) (int, error) {
 	w.ResponseWriter.(http.Flusher).Flush()
 	return n, err
 }
+
+// Key fetches follow an issuer's redirects, but never from https to plain http.
+func TestRedirectsNeverDowngrade(t *testing.T) {
+	req := func(u string) *http.Request {
+		r, err := http.NewRequest(http.MethodGet, u, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	for _, tc := range []struct {
+		from, to string
+		ok       bool
+	}{
+		{"https://idp.example/jwks", "https://cdn.example/jwks", true},
+		{"http://idp.example/jwks", "http://cdn.example/jwks", true},
+		{"http://idp.example/jwks", "https://idp.example/jwks", true},
+		{"https://idp.example/jwks", "http://idp.example/jwks", false},
+	} {
+		if err := noDowngrade(req(tc.to), []*http.Request{req(tc.from)}); (err == nil) != tc.ok {
+			t.Errorf("%s -> %s: %v", tc.from, tc.to, err)
+		}
+	}
+	many := make([]*http.Request, 10)
+	for i := range many {
+		many[i] = req("https://idp.example/jwks")
+	}
+	if noDowngrade(req("https://idp.example/jwks"), many) == nil {
+		t.Error("an eleventh redirect was followed")
+	}
+}

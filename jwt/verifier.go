@@ -133,13 +133,25 @@ func New(cfg Config) (*Verifier, error) {
 			issuer:  cfg.Issuer,
 			jwksURL: cfg.JWKSURL,
 			algs:    names,
-			client:  &http.Client{Transport: transport, Timeout: cfg.Timeout},
+			client:  &http.Client{Transport: transport, Timeout: cfg.Timeout, CheckRedirect: noDowngrade},
 			now:     now,
 			log:     log,
 		},
 		stop: func() {},
 	}
 	return v, nil
+}
+
+// noDowngrade follows an issuer's redirects as net/http does (at most 10, all within the timeout), but
+// never from https to plain http, where anyone on the path could swap the keys.
+func noDowngrade(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
+		return errors.New("redirect from https to plain http refused")
+	}
+	return nil
 }
 
 func checkURL(s string) error {
