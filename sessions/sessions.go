@@ -373,7 +373,10 @@ func (m *Machine) Disconnect(c Client, sessionEnds bool) {
 		return
 	}
 	s.online = false
-	if sessionEnds {
+	switch {
+	case sessionEnds && s.rights == nil:
+		m.drop(c) // no rights for its Will's check to need: no reason to wait for a tick
+	case sessionEnds:
 		m.forget(c)
 	}
 }

@@ -254,6 +254,14 @@ func TestLifecycle(t *testing.T) {
 				r.t.Error("rights kept after the Will")
 			}
 		}},
+		{"a session without rights goes at its DISCONNECT, without waiting for a tick", Options{DisconnectOnExpiry: true}, func(r *rig) {
+			r.core.decisions["tok"] = auth.Decision{Result: auth.Allow, Expiry: r.now.Add(time.Minute)}
+			r.auth("a", "dev", "tok", true)
+			r.m.Disconnect(r.conn("a"), true)
+			if len(r.m.sessions) != 0 || len(r.m.leases) != 0 || len(r.m.forgotten) != 0 {
+				r.t.Errorf("%d sessions, %d leases, %d forgotten", len(r.m.sessions), len(r.m.leases), len(r.m.forgotten))
+			}
+		}},
 		{"a takeover: the old connection's Will keeps its rights until the next tick", Options{DisconnectOnExpiry: true}, func(r *rig) {
 			r.token("old", time.Minute, "")
 			r.token("new", time.Hour, "")
