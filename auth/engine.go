@@ -20,7 +20,7 @@ import (
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/jwt"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/logtext"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/template"
-	"github.com/tidwall/gjson"
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/verified"
 )
 
 // Result is the answer to a CONNECT.
@@ -68,12 +68,6 @@ type Decision struct {
 	Subject  string
 }
 
-// Verifier checks an access token and returns its claims. introspect.Client is the one in use; tests
-// substitute their own.
-type Verifier interface {
-	Introspect(ctx context.Context, token string) (introspect.Result, error)
-}
-
 // Engine decides CONNECTs for one plugin instance. It is safe for concurrent use.
 type Engine struct {
 	cfg *config.Config
@@ -95,7 +89,7 @@ func New(cfg *config.Config, log Logger, blockingIO bool) (*Engine, error) {
 		}
 		roots = pool
 	}
-	var intro Verifier
+	var intro verified.Verifier
 	if cfg.Introspection() {
 		client, err := newIntrospector(cfg, roots, blockingIO)
 		if err != nil {
@@ -160,7 +154,7 @@ func newJWTVerifier(cfg *config.Config, roots *x509.CertPool, log Logger, now fu
 	return jv, nil
 }
 
-func newEngine(cfg *config.Config, intro Verifier, jv *jwt.Verifier, log Logger, now func() time.Time) *Engine {
+func newEngine(cfg *config.Config, intro verified.Verifier, jv *jwt.Verifier, log Logger, now func() time.Time) *Engine {
 	e := &Engine{cfg: cfg, log: log}
 	entries := cfg.CacheMaxEntries
 	if cfg.CacheTTL == 0 && cfg.NegativeCacheTTL == 0 {
@@ -283,17 +277,15 @@ func accessTokenShape(tok string) bool {
 
 // render applies the templates that need claims, once per verified token, and keeps the claims when
 // ACL rules will need them at each CONNECT.
-func (e *Engine) render(claims []byte) verdict {
+func (e *Engine) render(tok verified.Token) verdict {
 	var vd verdict
 	c := e.cfg
+	claims := tok.Claims
 	if c.ACL != nil {
 		vd.claims = bytes.Clone(claims)
 	}
 	if len(c.EnhancedAuthMethods) > 0 {
-		// Kept only where a re-authentication may compare it.
-		if sub := gjson.GetBytes(claims, "sub"); sub.Type == gjson.String {
-			vd.subject = sub.Str
-		}
+		vd.subject = tok.Subject // kept only where a re-authentication may compare it
 	}
 	if c.UsernameValidation && c.ValidationTemplate.HasPlaceholders() {
 		// The name a client passes validation with is the name it keeps, and acl_file's %u sees it: the

@@ -10,6 +10,7 @@ import (
 
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/config"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/introspect"
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/verified"
 )
 
 const token = "tok-0123456789abcdef"
@@ -21,16 +22,16 @@ type fakeIdP struct {
 	calls  int
 }
 
-func (f *fakeIdP) Introspect(_ context.Context, tok string) (introspect.Result, error) {
+func (f *fakeIdP) Verify(_ context.Context, tok string) (verified.Token, error) {
 	f.calls++
 	if f.err != nil {
-		return introspect.Result{}, f.err
+		return verified.Token{}, f.err
 	}
 	c, ok := f.claims[tok]
 	if !ok {
-		return introspect.Result{}, fmt.Errorf("%w: inactive", introspect.ErrTokenInvalid)
+		return verified.Token{}, fmt.Errorf("%w: inactive", introspect.ErrTokenInvalid)
 	}
-	return introspect.Result{Claims: []byte(c)}, nil
+	return verified.Token{Claims: []byte(c)}, nil
 }
 
 type logRecorder struct {

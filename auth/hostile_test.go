@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/introspect"
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/verified"
 )
 
 // What clients without credentials send must never open the circuit breaker: the IdP's refusals of
@@ -25,7 +26,7 @@ func TestJunkNeverOpensTheBreaker(t *testing.T) {
 		}
 	}
 	idp.setErr(nil)
-	idp.res = introspect.Result{Claims: []byte(aliceClaims)}
+	idp.res = verified.Token{Claims: []byte(aliceClaims)}
 	if d := e.Authenticate(context.Background(), Request{ClientID: "device", Password: "valid"}); d.Result != Allow {
 		t.Errorf("valid token after the junk: %v", d.Result)
 	}
@@ -41,7 +42,7 @@ func TestJunkNeverOpensTheBreaker(t *testing.T) {
 func TestMisconfiguredIdPLoggedOnce(t *testing.T) {
 	clk := &testClock{t: time.Unix(1_000_000, 0)}
 	misconf := fmt.Errorf("%w: %w: status 401, check client_id and client_secret", introspect.ErrIdPUnavailable, introspect.ErrMisconfigured)
-	idp := &scriptedIdP{err: misconf, res: introspect.Result{Claims: []byte(aliceClaims)}}
+	idp := &scriptedIdP{err: misconf, res: verified.Token{Claims: []byte(aliceClaims)}}
 	e, log := newTestEngine(t, idp, clk, opt("circuit_breaker_failures", "2"))
 	count := func() (loud, breaker int) {
 		log.mu.Lock()
@@ -79,7 +80,7 @@ func TestMisconfiguredIdPLoggedOnce(t *testing.T) {
 // A password that cannot be an access token is refused without asking the IdP or hashing it whole.
 func TestTokenShapeRefusedLocally(t *testing.T) {
 	clk := &testClock{t: time.Unix(1_000_000, 0)}
-	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(aliceClaims)}}
+	idp := &scriptedIdP{res: verified.Token{Claims: []byte(aliceClaims)}}
 	e, log := newTestEngine(t, idp, clk)
 	for name, tok := range map[string]string{
 		"over the bound": strings.Repeat("a", MaxTokenBytes+1),
@@ -151,7 +152,7 @@ func TestNegativeEntriesStaySmall(t *testing.T) {
 // client id is bounded by the broker, and its grants are the operator's rules and the IdP's claims.
 func TestSessionMemory(t *testing.T) {
 	clk := &testClock{t: time.Unix(1_000_000, 0)}
-	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(deviceClaims)}}
+	idp := &scriptedIdP{res: verified.Token{Claims: []byte(deviceClaims)}}
 	e, _ := newTestEngine(t, idp, clk, opt("acl_rule", "allow all users/%u/#"), opt("acl_rule", "allow subscribe broadcast/#"),
 		opt("acl_topics_claim", "topics"), opt("username_validation", "true"), opt("username_validation_template", "%%oidc-username%%"))
 	heap := func() uint64 {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/cache"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/config"
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/verified"
 )
 
 // jwtIssuer is a test issuer: an ES256 key, published with discovery by an httptest server.
@@ -70,7 +71,7 @@ func (iss *jwtIssuer) token(t *testing.T, exp time.Time, extra string) string {
 func jsonNum(n int64) string { b, _ := json.Marshal(n); return string(b) }
 
 // jwtEngine builds an engine with local JWT verification and, when intro is not nil, introspection.
-func jwtEngine(t *testing.T, iss *jwtIssuer, intro Verifier, clk *testClock, extra ...config.Option) (*Engine, *logRecorder) {
+func jwtEngine(t *testing.T, iss *jwtIssuer, intro verified.Verifier, clk *testClock, extra ...config.Option) (*Engine, *logRecorder) {
 	t.Helper()
 	opts := []config.Option{{Key: "jwt_verification", Value: "true"}, {Key: "jwt_issuer", Value: iss.srv.URL}}
 	if intro != nil {
@@ -87,7 +88,7 @@ func jwtEngine(t *testing.T, iss *jwtIssuer, intro Verifier, clk *testClock, ext
 		t.Fatal(err)
 	}
 	t.Cleanup(jv.Close)
-	var v Verifier
+	var v verified.Verifier
 	if intro != nil {
 		v = intro
 	}

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/acl"
-	"github.com/mosquitto-oauth2/mosquitto-oauth2/introspect"
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/verified"
 )
 
 const deviceClaims = `{"active":true,"sub":"d1","username":"alice","tenant":"acme","topics":["fleet/acme/+/telemetry"],
@@ -24,7 +24,7 @@ func sessionFor(t *testing.T, e *Engine, req Request) *Session {
 
 func TestAuthorize(t *testing.T) {
 	clk := &testClock{t: time.Unix(1_000_000, 0)}
-	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(deviceClaims), Expiry: clk.t.Add(time.Hour)}}
+	idp := &scriptedIdP{res: verified.Token{Claims: []byte(deviceClaims), Expiry: clk.t.Add(time.Hour)}}
 	e, _ := newTestEngine(t, idp, clk, opt("cache_ttl", "300"),
 		opt("username_replacement", "true"), opt("username_replacement_template", "%%oidc-username%%"),
 		opt("acl_rule", "allow all users/%u/#"),
@@ -83,7 +83,7 @@ func TestAuthorizeNoMatch(t *testing.T) {
 		want   Result
 	}{{"deny", Deny}, {"defer", Defer}} {
 		clk := &testClock{t: time.Unix(1_000_000, 0)}
-		idp := &scriptedIdP{res: introspect.Result{Claims: []byte(deviceClaims)}}
+		idp := &scriptedIdP{res: verified.Token{Claims: []byte(deviceClaims)}}
 		e, _ := newTestEngine(t, idp, clk, opt("acl_rule", "allow all users/%u/#"), opt("acl_no_match", tc.policy),
 			opt("username_validation", "true"), opt("username_validation_template", "%%oidc-username%%"))
 		s := sessionFor(t, e, Request{ClientID: "c", Username: "alice", Password: token})
@@ -106,7 +106,7 @@ func TestAuthorizeCrossTenantNames(t *testing.T) {
 	}{{"alice/evil", Defer}, {"+", Defer}, {"$SYS", Defer}, {"a\nb", Defer}, {"alice", Allow}} {
 		clk := &testClock{t: time.Unix(1_000_000, 0)}
 		claims := fmt.Sprintf(`{"active":true,"username":%q}`, tc.username)
-		idp := &scriptedIdP{res: introspect.Result{Claims: []byte(claims)}}
+		idp := &scriptedIdP{res: verified.Token{Claims: []byte(claims)}}
 		e, _ := newTestEngine(t, idp, clk, opt("acl_rule", "allow all tenants/%u/#"), opt("acl_rule", "allow all devices/%c/#"),
 			opt("username_validation", "true"), opt("username_validation_template", "%%oidc-username%%"))
 		d := e.Authenticate(context.Background(), Request{ClientID: "bob/../alice", Username: tc.username, Password: token})
@@ -131,7 +131,7 @@ func TestAuthorizeCrossTenantNames(t *testing.T) {
 // Without a username bound to the token, ${username} in an ACL claim fills nothing: the client chose it.
 func TestUnboundUsernameFillsNoClaimPlaceholder(t *testing.T) {
 	clk := &testClock{t: time.Unix(1_000_000, 0)}
-	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(`{"active":true,"acl":{"all":["users/${username}/#"]}}`)}}
+	idp := &scriptedIdP{res: verified.Token{Claims: []byte(`{"active":true,"acl":{"all":["users/${username}/#"]}}`)}}
 	e, _ := newTestEngine(t, idp, clk, opt("acl_claim", "acl"))
 	s := sessionFor(t, e, Request{ClientID: "c", Username: "bob", Password: token})
 	if got := e.Authorize(s, acl.Write, "users/bob/x", 0, false); got != Deny {
@@ -141,7 +141,7 @@ func TestUnboundUsernameFillsNoClaimPlaceholder(t *testing.T) {
 
 func TestMalformedACLClaimRefusesConnect(t *testing.T) {
 	clk := &testClock{t: time.Unix(1_000_000, 0)}
-	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(`{"active":true,"acl":{"pub":"not-a-list","foo":1}}`)}}
+	idp := &scriptedIdP{res: verified.Token{Claims: []byte(`{"active":true,"acl":{"pub":"not-a-list","foo":1}}`)}}
 	e, log := newTestEngine(t, idp, clk, opt("acl_claim", "acl"))
 	d := e.Authenticate(context.Background(), Request{ClientID: "c", Password: token})
 	if d.Result != Deny || d.Session != nil {
@@ -154,7 +154,7 @@ func TestMalformedACLClaimRefusesConnect(t *testing.T) {
 
 func TestNoSessionWithoutACLOptions(t *testing.T) {
 	clk := &testClock{t: time.Unix(1_000_000, 0)}
-	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(deviceClaims)}}
+	idp := &scriptedIdP{res: verified.Token{Claims: []byte(deviceClaims)}}
 	e, _ := newTestEngine(t, idp, clk)
 	if d := e.Authenticate(context.Background(), Request{ClientID: "c", Password: token}); d.Result != Allow || d.Session != nil || e.AuthorizesTopics() {
 		t.Fatalf("%+v, authorizes topics %v", d, e.AuthorizesTopics())
@@ -163,7 +163,7 @@ func TestNoSessionWithoutACLOptions(t *testing.T) {
 
 func BenchmarkAuthorize(b *testing.B) {
 	clk := &testClock{t: time.Now()}
-	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(deviceClaims), Expiry: clk.t.Add(time.Hour)}}
+	idp := &scriptedIdP{res: verified.Token{Claims: []byte(deviceClaims), Expiry: clk.t.Add(time.Hour)}}
 	e, _ := newTestEngine(b, idp, clk, opt("acl_rule", "allow all users/%u/#"), opt("acl_rule", "deny publish users/%u/locked"),
 		opt("acl_topics_claim", "topics"), opt("acl_claim", "acl"),
 		opt("username_validation", "true"), opt("username_validation_template", "%%oidc-username%%"))

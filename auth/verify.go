@@ -13,6 +13,7 @@ import (
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/cache"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/introspect"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/jwt"
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/verified"
 )
 
 // verdict is what the engine remembers about a token: whether it is valid and, when it is, the
@@ -46,14 +47,14 @@ type call struct {
 // verifier routes each token to local JWT verification or introspection, and wraps both with the cache
 // and request sharing, and introspection with the circuit breaker.
 type verifier struct {
-	intro   Verifier      // nil without introspection_endpoint
-	jwt     *jwt.Verifier // nil unless jwt_verification
+	intro   verified.Verifier // nil without introspection_endpoint
+	jwt     *jwt.Verifier     // nil unless jwt_verification
 	cache   *cache.Cache[verdict]
 	ttl     time.Duration
 	negTTL  time.Duration
 	breaker *breaker
 	now     func() time.Time
-	render  func(claims []byte) verdict
+	render  func(verified.Token) verdict
 	log     Logger
 	// misconfigured is set once the IdP refused the broker's credentials or endpoint, so that this is
 	// logged loudly once, not at every CONNECT; an answer from the IdP clears it.
@@ -104,18 +105,17 @@ var errNotRoutable = fmt.Errorf("%w: not a JWT of jwt_issuer, and no introspecti
 // route checks a token where it belongs: a JWT of the configured issuer locally, anything else by
 // introspection. Only introspection counts for the circuit breaker: local checks keep working while it
 // is open, and their success says nothing about the introspection endpoint.
-func (v *verifier) route(ctx context.Context, token string) (introspect.Result, error) {
+func (v *verifier) route(ctx context.Context, token string) (verified.Token, error) {
 	if v.jwt != nil && v.jwt.Issued(token) {
-		r, err := v.jwt.Verify(ctx, token)
-		return v.jwtResult(r), err
+		return v.jwt.Verify(ctx, token)
 	}
 	if v.intro == nil {
-		return introspect.Result{}, errNotRoutable
+		return verified.Token{}, errNotRoutable
 	}
 	if !v.breaker.allow() {
-		return introspect.Result{}, errBreakerOpen
+		return verified.Token{}, errBreakerOpen
 	}
-	res, err := v.intro.Introspect(ctx, token)
+	res, err := v.intro.Verify(ctx, token)
 	switch {
 	case errors.Is(err, introspect.ErrMisconfigured):
 		// Not the IdP's health: the breaker would only hide the cause behind "breaker open".
@@ -143,13 +143,8 @@ func (v *verifier) held(k cache.Key, token string) (vd verdict, ok bool) {
 	if !ok {
 		return verdict{}, false
 	}
-	vd, err = v.record(k, v.jwtResult(r), err)
+	vd, err = v.record(k, r, err)
 	return vd, err == nil
-}
-
-// jwtResult is a verified JWT as the cache and sessions see it: valid until its exp.
-func (v *verifier) jwtResult(r jwt.Result) introspect.Result {
-	return introspect.Result{Claims: r.Claims, Expiry: r.Expiry}
 }
 
 // sweepEvery is how often the cache is swept of expired entries, and sweepRound how many entries one
@@ -184,7 +179,7 @@ func invalid(err error) bool {
 
 // record turns a check's outcome into a verdict and caches it: a valid token until the earlier of its
 // exp and cache_ttl, a refusal for negative_cache_ttl, an IdP failure never.
-func (v *verifier) record(k cache.Key, res introspect.Result, err error) (verdict, error) {
+func (v *verifier) record(k cache.Key, res verified.Token, err error) (verdict, error) {
 	now := v.now()
 	if err != nil {
 		if !invalid(err) {
@@ -196,7 +191,7 @@ func (v *verifier) record(k cache.Key, res introspect.Result, err error) (verdic
 		}
 		return vd, nil
 	}
-	vd := v.render(res.Claims)
+	vd := v.render(res)
 	vd.valid, vd.expiry = true, res.Expiry
 	if v.ttl > 0 {
 		until := now.Add(v.ttl)

@@ -12,32 +12,33 @@ import (
 
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/config"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/introspect"
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/verified"
 )
 
 // scriptedIdP answers every token with the same result, counting calls; block, when set, holds each
 // call until it is closed.
 type scriptedIdP struct {
 	calls  atomic.Int64
-	res    introspect.Result
+	res    verified.Token
 	err    error
 	block  chan struct{}
 	mu     sync.Mutex
 	errFor map[string]error
 }
 
-func (s *scriptedIdP) Introspect(ctx context.Context, tok string) (introspect.Result, error) {
+func (s *scriptedIdP) Verify(ctx context.Context, tok string) (verified.Token, error) {
 	s.calls.Add(1)
 	if s.block != nil {
 		select {
 		case <-s.block:
 		case <-ctx.Done():
-			return introspect.Result{}, fmt.Errorf("%w: %v", introspect.ErrIdPUnavailable, ctx.Err())
+			return verified.Token{}, fmt.Errorf("%w: %v", introspect.ErrIdPUnavailable, ctx.Err())
 		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.errFor[tok]; err != nil {
-		return introspect.Result{}, err
+		return verified.Token{}, err
 	}
 	return s.res, s.err
 }
@@ -70,7 +71,7 @@ var (
 	errInactive = fmt.Errorf("%w: inactive", introspect.ErrTokenInvalid)
 )
 
-func newTestEngine(t testing.TB, idp Verifier, clk *testClock, opts ...config.Option) (*Engine, *logRecorder) {
+func newTestEngine(t testing.TB, idp verified.Verifier, clk *testClock, opts ...config.Option) (*Engine, *logRecorder) {
 	t.Helper()
 	cfg, err := config.Parse(append([]config.Option{
 		{Key: "introspection_endpoint", Value: "https://idp.example/introspect"},
@@ -86,7 +87,7 @@ func newTestEngine(t testing.TB, idp Verifier, clk *testClock, opts ...config.Op
 
 func TestCacheServesRepeats(t *testing.T) {
 	clk := &testClock{t: time.Unix(1_000_000, 0)}
-	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(aliceClaims), Expiry: clk.t.Add(time.Hour)}}
+	idp := &scriptedIdP{res: verified.Token{Claims: []byte(aliceClaims), Expiry: clk.t.Add(time.Hour)}}
 	e, _ := newTestEngine(t, idp, clk, opt("cache_ttl", "300"), opt("username_replacement", "true"), opt("username_replacement_template", "%%oidc-email%%"))
 	req := Request{ClientID: "c", Password: token}
 	for i := 0; i < 5; i++ {
@@ -108,7 +109,7 @@ func TestCacheServesRepeats(t *testing.T) {
 
 func TestCacheEndsAtTokenExpiry(t *testing.T) {
 	clk := &testClock{t: time.Unix(1_000_000, 0)}
-	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(aliceClaims), Expiry: clk.t.Add(30 * time.Second)}}
+	idp := &scriptedIdP{res: verified.Token{Claims: []byte(aliceClaims), Expiry: clk.t.Add(30 * time.Second)}}
 	e, _ := newTestEngine(t, idp, clk, opt("cache_ttl", "300"))
 	req := Request{Password: token}
 	e.Authenticate(context.Background(), req)
@@ -158,7 +159,7 @@ func TestIdPErrorsAreNotCached(t *testing.T) {
 		t.Fatalf("IdP down: %v", d.Result)
 	}
 	idp.setErr(nil)
-	idp.res = introspect.Result{Claims: []byte(aliceClaims)}
+	idp.res = verified.Token{Claims: []byte(aliceClaims)}
 	if d := e.Authenticate(context.Background(), req); d.Result != Allow {
 		t.Errorf("after the IdP came back: %v", d.Result)
 	}
@@ -166,7 +167,7 @@ func TestIdPErrorsAreNotCached(t *testing.T) {
 
 func TestCacheOff(t *testing.T) {
 	clk := &testClock{t: time.Unix(1_000_000, 0)}
-	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(aliceClaims)}}
+	idp := &scriptedIdP{res: verified.Token{Claims: []byte(aliceClaims)}}
 	e, _ := newTestEngine(t, idp, clk, opt("cache_ttl", "0"))
 	e.Authenticate(context.Background(), Request{Password: token})
 	e.Authenticate(context.Background(), Request{Password: token})
@@ -177,7 +178,7 @@ func TestCacheOff(t *testing.T) {
 
 func TestConcurrentChecksShareOneRequest(t *testing.T) {
 	clk := &testClock{t: time.Unix(1_000_000, 0)}
-	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(aliceClaims)}, block: make(chan struct{})}
+	idp := &scriptedIdP{res: verified.Token{Claims: []byte(aliceClaims)}, block: make(chan struct{})}
 	e, _ := newTestEngine(t, idp, clk)
 	var wg sync.WaitGroup
 	results := make(chan Result, 20)
@@ -207,7 +208,7 @@ func TestConcurrentChecksShareOneRequest(t *testing.T) {
 
 func TestCircuitBreaker(t *testing.T) {
 	clk := &testClock{t: time.Unix(1_000_000, 0)}
-	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(aliceClaims)}}
+	idp := &scriptedIdP{res: verified.Token{Claims: []byte(aliceClaims)}}
 	e, log := newTestEngine(t, idp, clk, opt("cache_ttl", "300"), opt("circuit_breaker_failures", "3"), opt("circuit_breaker_cooldown", "10"))
 	// A token cached while the IdP was up keeps working while the breaker is open.
 	e.Authenticate(context.Background(), Request{Password: "cached"})
@@ -259,7 +260,7 @@ func TestCircuitBreaker(t *testing.T) {
 
 func TestStartCompletes(t *testing.T) {
 	clk := &testClock{t: time.Unix(1_000_000, 0)}
-	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(aliceClaims)}, errFor: map[string]error{"bad": errInactive}}
+	idp := &scriptedIdP{res: verified.Token{Claims: []byte(aliceClaims)}, errFor: map[string]error{"bad": errInactive}}
 	e, _ := newTestEngine(t, idp, clk, opt("username_replacement", "true"), opt("username_replacement_template", "%%oidc-username%%"))
 	if !CanDelay(e.cfg) {
 		t.Fatal("CanDelay false with deny policies")
@@ -342,7 +343,7 @@ const realisticClaims = `{"active":true,"scope":"openid profile email mqtt","cli
 
 // 100 000 cached tokens must fit in 64 MiB of Go heap.
 func TestCacheMemory(t *testing.T) {
-	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(realisticClaims)}}
+	idp := &scriptedIdP{res: verified.Token{Claims: []byte(realisticClaims)}}
 	e, _ := newTestEngine(t, idp, &testClock{t: time.Unix(1_000_000, 0)}, opt("cache_ttl", "300"),
 		opt("username_replacement", "true"), opt("username_replacement_template", "%%oidc-email%%"))
 	heap := func() uint64 {
@@ -370,7 +371,7 @@ func TestCacheMemory(t *testing.T) {
 
 // BenchmarkCacheHit is the cost of a reconnect with a known token, renamed by template.
 func BenchmarkCacheHit(b *testing.B) {
-	idp := &scriptedIdP{res: introspect.Result{Claims: []byte(realisticClaims)}}
+	idp := &scriptedIdP{res: verified.Token{Claims: []byte(realisticClaims)}}
 	e, _ := newTestEngine(b, idp, &testClock{t: time.Unix(1_000_000, 0)},
 		opt("username_replacement", "true"), opt("username_replacement_template", "%%oidc-email%%"))
 	req := Request{ClientID: "device-0042", Username: "device-0042", Password: "eyJhbGciOiJSUzI1NiIsInR5cCI6ImF0K2p3dCJ9.a-token-of-typical-length-0123456789abcdef0123456789"}

@@ -33,18 +33,19 @@ import (
 	"time"
 
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/strictjson"
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/verified"
 	"github.com/tidwall/gjson"
 )
 
 // ErrTokenInvalid is a verdict on the token: the identity provider answered
 // and the token must be refused (inactive, expired, not yet valid, malformed
 // exp or nbf). Callers may cache it.
-var ErrTokenInvalid = errors.New("token rejected")
+var ErrTokenInvalid = verified.ErrInvalid
 
 // ErrIdPUnavailable means no verdict was obtained: transport error, timeout,
 // 5xx or 429 status, unexpected content type, oversized or malformed
 // response. Callers must not cache it.
-var ErrIdPUnavailable = errors.New("introspection failed")
+var ErrIdPUnavailable = verified.Class("introspection failed", verified.ErrUnavailable)
 
 // ErrMisconfigured means the identity provider refused the broker's own
 // request, whatever the token: its client credentials (401, 403, or a 400
@@ -137,14 +138,6 @@ type Client struct {
 	maxBody    int64
 	leeway     time.Duration
 	now        func() time.Time
-}
-
-// Result is the identity provider's answer for an active token.
-type Result struct {
-	// Claims is the raw JSON object returned by the identity provider.
-	Claims []byte
-	// Expiry is the token's exp, or zero when the response has none.
-	Expiry time.Time
 }
 
 // New validates cfg and returns a Client. Its errors describe the
@@ -251,12 +244,13 @@ const maxResponseHeaderBytes = 64 << 10
 // CloseIdleConnections closes kept-alive connections, e.g. on plugin cleanup.
 func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
 
-// Introspect asks the identity provider about token. It returns within
-// Config.Timeout or ctx's deadline, whichever is earlier. The error wraps
-// ErrTokenInvalid or ErrIdPUnavailable and never contains the token.
-func (c *Client) Introspect(ctx context.Context, token string) (Result, error) {
+// Verify asks the identity provider about token. It returns within
+// Config.Timeout or ctx's deadline, whichever is earlier. The answer's claims
+// are the introspection response. The error wraps ErrTokenInvalid or
+// ErrIdPUnavailable and never contains the token.
+func (c *Client) Verify(ctx context.Context, token string) (verified.Token, error) {
 	if token == "" {
-		return Result{}, fmt.Errorf("%w: empty token", ErrTokenInvalid)
+		return verified.Token{}, fmt.Errorf("%w: empty token", ErrTokenInvalid)
 	}
 	reqCtx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
@@ -264,7 +258,7 @@ func (c *Client) Introspect(ctx context.Context, token string) (Result, error) {
 	form := "token=" + url.QueryEscape(token) + c.formSuffix
 	req, err := http.NewRequestWithContext(reqCtx, http.MethodPost, c.endpoint, strings.NewReader(form))
 	if err != nil {
-		return Result{}, fmt.Errorf("%w: building request: %v", ErrIdPUnavailable, err)
+		return verified.Token{}, fmt.Errorf("%w: building request: %v", ErrIdPUnavailable, err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
@@ -277,13 +271,13 @@ func (c *Client) Introspect(ctx context.Context, token string) (Result, error) {
 
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return Result{}, c.transportError(ctx, reqCtx, err, token)
+		return verified.Token{}, c.transportError(ctx, reqCtx, err, token)
 	}
 	defer drainAndClose(resp.Body)
 
 	body, err := c.readBody(ctx, reqCtx, resp, token)
 	if err != nil {
-		return Result{}, err
+		return verified.Token{}, err
 	}
 	return parseResponse(body, c.now(), c.leeway)
 }
@@ -425,13 +419,13 @@ func drainAndClose(body io.ReadCloser) {
 // nbf that is not a number is a refusal (ErrTokenInvalid): the identity
 // provider did answer, and accepting a token whose lifetime cannot be read
 // would be unsafe.
-func parseResponse(body []byte, now time.Time, leeway time.Duration) (Result, error) {
+func parseResponse(body []byte, now time.Time, leeway time.Duration) (verified.Token, error) {
 	if err := strictjson.Check(body); err != nil {
-		return Result{}, fmt.Errorf("%w: %v", ErrIdPUnavailable, err)
+		return verified.Token{}, fmt.Errorf("%w: %v", ErrIdPUnavailable, err)
 	}
 	obj := gjson.ParseBytes(body)
 	if !obj.IsObject() {
-		return Result{}, fmt.Errorf("%w: response is not a JSON object", ErrIdPUnavailable)
+		return verified.Token{}, fmt.Errorf("%w: response is not a JSON object", ErrIdPUnavailable)
 	}
 	var active, exp, nbf gjson.Result
 	obj.ForEach(func(k, v gjson.Result) bool {
@@ -448,27 +442,30 @@ func parseResponse(body []byte, now time.Time, leeway time.Duration) (Result, er
 
 	switch {
 	case active.Type == gjson.False:
-		return Result{}, fmt.Errorf("%w: inactive", ErrTokenInvalid)
+		return verified.Token{}, fmt.Errorf("%w: inactive", ErrTokenInvalid)
 	case active.Type != gjson.True:
-		return Result{}, fmt.Errorf("%w: malformed response: \"active\" missing or not a boolean", ErrIdPUnavailable)
+		return verified.Token{}, fmt.Errorf("%w: malformed response: \"active\" missing or not a boolean", ErrIdPUnavailable)
 	}
 
-	res := Result{Claims: body}
+	res := verified.Token{Claims: body, Source: verified.Introspection}
+	if sub := obj.Get("sub"); sub.Type == gjson.String {
+		res.Subject = sub.Str
+	}
 	if exp.Exists() {
 		if exp.Type != gjson.Number {
-			return Result{}, fmt.Errorf("%w: malformed exp", ErrTokenInvalid)
+			return verified.Token{}, fmt.Errorf("%w: malformed exp", ErrTokenInvalid)
 		}
 		res.Expiry = unixTime(exp.Num)
 		if !now.Add(-leeway).Before(res.Expiry) {
-			return Result{}, fmt.Errorf("%w: expired", ErrTokenInvalid)
+			return verified.Token{}, fmt.Errorf("%w: expired", ErrTokenInvalid)
 		}
 	}
 	if nbf.Exists() {
 		if nbf.Type != gjson.Number {
-			return Result{}, fmt.Errorf("%w: malformed nbf", ErrTokenInvalid)
+			return verified.Token{}, fmt.Errorf("%w: malformed nbf", ErrTokenInvalid)
 		}
 		if unixTime(nbf.Num).After(now.Add(leeway)) {
-			return Result{}, fmt.Errorf("%w: not yet valid", ErrTokenInvalid)
+			return verified.Token{}, fmt.Errorf("%w: not yet valid", ErrTokenInvalid)
 		}
 	}
 	return res, nil

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/verified"
 )
 
 const (
@@ -248,7 +250,7 @@ func TestIntrospect(t *testing.T) {
 			c := newTestClient(t, cfg)
 
 			start := time.Now()
-			res, err := c.Introspect(context.Background(), testToken)
+			res, err := c.Verify(context.Background(), testToken)
 			if d := time.Since(start); d > time.Second {
 				t.Errorf("took %v", d)
 			}
@@ -258,6 +260,9 @@ func TestIntrospect(t *testing.T) {
 			}
 			if sub := gjson.GetBytes(res.Claims, "sub").Str; sub != "alice" {
 				t.Errorf("claims = %s", res.Claims)
+			}
+			if res.Subject != "alice" || res.Source != verified.Introspection {
+				t.Errorf("subject %q, source %v", res.Subject, res.Source)
 			}
 			if !res.Expiry.Equal(tc.wantExp) {
 				t.Errorf("Expiry = %v, want %v", res.Expiry, tc.wantExp)
@@ -270,7 +275,7 @@ func TestEmptyTokenIsRejectedWithoutRequest(t *testing.T) {
 	var hits atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hits.Add(1) }))
 	defer srv.Close()
-	_, err := newTestClient(t, testConfig(srv.URL)).Introspect(context.Background(), "")
+	_, err := newTestClient(t, testConfig(srv.URL)).Verify(context.Background(), "")
 	checkErr(t, err, ErrTokenInvalid, "empty token")
 	if hits.Load() != 0 {
 		t.Error("empty token was sent to the IdP")
@@ -290,7 +295,7 @@ func TestRedirectNotFollowed(t *testing.T) {
 				http.Redirect(w, r, target.URL+"?token="+testToken, status)
 			}))
 			defer srv.Close()
-			_, err := newTestClient(t, testConfig(srv.URL)).Introspect(context.Background(), testToken)
+			_, err := newTestClient(t, testConfig(srv.URL)).Verify(context.Background(), testToken)
 			checkErr(t, err, ErrIdPUnavailable, fmt.Sprintf("redirect (status %d) not followed", status))
 			if n := targetHits.Load(); n != 0 {
 				t.Errorf("redirect target hit %d times", n)
@@ -320,7 +325,7 @@ func TestTimeout(t *testing.T) {
 			c := newTestClient(t, cfg)
 
 			start := time.Now()
-			_, err := c.Introspect(context.Background(), testToken)
+			_, err := c.Verify(context.Background(), testToken)
 			elapsed := time.Since(start)
 			checkErr(t, err, ErrIdPUnavailable, tc.reason)
 			if elapsed > timeout+time.Second {
@@ -337,7 +342,7 @@ func TestCallerContextCanceled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err := c.Introspect(ctx, testToken)
+	_, err := c.Verify(ctx, testToken)
 	checkErr(t, err, ErrIdPUnavailable, "context deadline exceeded")
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("returned after %v", d)
@@ -351,7 +356,7 @@ func TestConnectionRefused(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	_, err = newTestClient(t, testConfig("http://"+addr)).Introspect(context.Background(), testToken)
+	_, err = newTestClient(t, testConfig("http://"+addr)).Verify(context.Background(), testToken)
 	checkErr(t, err, ErrIdPUnavailable, "connection refused")
 }
 
@@ -373,7 +378,7 @@ func TestEchoingServerDoesNotLeak(t *testing.T) {
 			_, _ = conn.Read(make([]byte, 4096))
 			_, _ = conn.Write([]byte(echo + " 200 OK\r\n\r\n"))
 		}()
-		_, err = newTestClient(t, testConfig("http://"+ln.Addr().String())).Introspect(context.Background(), testToken)
+		_, err = newTestClient(t, testConfig("http://"+ln.Addr().String())).Verify(context.Background(), testToken)
 		checkErr(t, err, ErrIdPUnavailable, "malformed HTTP version")
 		ln.Close()
 	}
@@ -399,7 +404,7 @@ func TestTLS(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(srv.URL)
 			tc.modify(&cfg)
-			_, err := newTestClient(t, cfg).Introspect(context.Background(), testToken)
+			_, err := newTestClient(t, cfg).Verify(context.Background(), testToken)
 			checkErr(t, err, tc.want, "certificate")
 		})
 	}
@@ -417,7 +422,7 @@ func TestKeepAlive(t *testing.T) {
 	defer srv.Close()
 	c := newTestClient(t, testConfig(srv.URL))
 	for range 20 {
-		if _, err := c.Introspect(context.Background(), testToken); err != nil {
+		if _, err := c.Verify(context.Background(), testToken); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -438,7 +443,7 @@ func TestConcurrent(t *testing.T) {
 	for i := range 50 {
 		wg.Go(func() {
 			tok := fmt.Sprintf("token-%d", i)
-			res, err := c.Introspect(context.Background(), tok)
+			res, err := c.Verify(context.Background(), tok)
 			if strings.HasSuffix(tok, "7") {
 				if !errors.Is(err, ErrTokenInvalid) {
 					t.Errorf("%s: err = %v, want ErrTokenInvalid", tok, err)
@@ -576,7 +581,7 @@ func BenchmarkIntrospect(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := c.Introspect(ctx, testToken); err != nil {
+		if _, err := c.Verify(ctx, testToken); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -452,7 +452,7 @@ func TestTransportsAgainstServerBehaviours(t *testing.T) {
 						}
 					}
 					start := time.Now()
-					_, err := c.Introspect(context.Background(), token)
+					_, err := c.Verify(context.Background(), token)
 					// Generous: the machine is shared; what matters is that it is not one timeout per byte.
 					if d := time.Since(start); d > timeout+time.Second {
 						t.Errorf("%s, request %d: took %v with timeout %v", tr.name, i+1, d, timeout)
@@ -496,7 +496,7 @@ func TestBlockingReusesLiveConnections(t *testing.T) {
 			c := newTestClient(t, cfg)
 			bt := c.http.Transport.(*blockingTransport)
 			for range 3 {
-				if _, err := c.Introspect(context.Background(), testToken); err != nil {
+				if _, err := c.Verify(context.Background(), testToken); err != nil {
 					t.Fatal(err)
 				}
 				time.Sleep(2 * tc.idleClose)
@@ -596,7 +596,7 @@ func FuzzTransports(f *testing.F) {
 					time.Sleep(pause)
 				}
 				start := time.Now()
-				_, err := c.Introspect(context.Background(), testToken)
+				_, err := c.Verify(context.Background(), testToken)
 				// Wider than in TestTransportsAgainstServerBehaviours, which tests timeouts: fuzzing
 				// runs workers side by side on a shared machine.
 				if d := time.Since(start); d > timeout+2*time.Second {

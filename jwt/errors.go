@@ -3,21 +3,23 @@ package jwt
 import (
 	"errors"
 	"fmt"
+
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/verified"
 )
 
 // ErrTokenInvalid is wrapped by every refusal of the token itself: the caller may remember it (negative
 // cache) and must not blame the identity provider for it. Each refusal also wraps one of the reasons
 // below, so callers and tests can tell why with errors.Is.
-var ErrTokenInvalid = errors.New("token rejected")
+var ErrTokenInvalid = verified.ErrInvalid
 
 // ErrKeysUnavailable means the token could not be checked because the issuer's keys could not be
 // fetched: the identity provider is down, slow or answering garbage. It is not the token's fault and
 // must never be cached as a refusal.
-var ErrKeysUnavailable = errors.New("jwt: signing keys unavailable")
+var ErrKeysUnavailable = verified.Class("jwt: signing keys unavailable", verified.ErrUnavailable)
 
 // Reasons for refusing a token. A refusal's text is "jwt: ", the reason, and at most a short detail
 // this package writes itself, never a library's error text, the token, or a claim value: it ends up in
-// broker logs and in the negative cache. Of the token, only kid, alg or typ may appear, through quote.
+// broker logs and in the negative cache. Of the token, only kid, alg or typ may appear, through logtext.Quote.
 var (
 	ErrMalformed    = errors.New("malformed JWS")
 	ErrAlgorithm    = errors.New("algorithm not allowed")

@@ -29,6 +29,7 @@ import (
 
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/logtext"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/strictjson"
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/verified"
 	"github.com/tidwall/gjson"
 )
 
@@ -66,14 +67,6 @@ type Config struct {
 	// Now is the clock for exp, nbf and iat; nil means time.Now. A caller that caches verified tokens
 	// passes its own, so that the cache and the checks agree on the time.
 	Now func() time.Time
-}
-
-// Result is a verified token.
-type Result struct {
-	// Claims is the token's payload, a JSON object.
-	Claims []byte
-	// Expiry is the token's exp.
-	Expiry time.Time
 }
 
 // Verifier checks tokens of one issuer. It is safe for concurrent use.
@@ -195,16 +188,16 @@ func (v *Verifier) Issued(token string) bool {
 // key set (or joins a running fetch), within ctx and at most once per few seconds. An error wraps
 // ErrTokenInvalid and a reason when the token is refused, and ErrKeysUnavailable when it could not be
 // checked.
-func (v *Verifier) Verify(ctx context.Context, token string) (Result, error) {
+func (v *Verifier) Verify(ctx context.Context, token string) (verified.Token, error) {
 	return v.verify(ctx, token)
 }
 
 // VerifyHeld checks token with the keys held now and no I/O. ok is false when the token names a key not
 // held: the caller should then call Verify off the broker thread.
-func (v *Verifier) VerifyHeld(token string) (res Result, ok bool, err error) {
+func (v *Verifier) VerifyHeld(token string) (res verified.Token, ok bool, err error) {
 	res, err = v.verify(nil, token)
 	if errors.Is(err, errNeedFetch) {
-		return Result{}, false, nil
+		return verified.Token{}, false, nil
 	}
 	return res, true, err
 }
@@ -213,51 +206,51 @@ func (v *Verifier) VerifyHeld(token string) (res Result, ok bool, err error) {
 var errNeedFetch = errors.New("jwt: key set fetch needed")
 
 // verify does the work of Verify; a nil ctx means no I/O.
-func (v *Verifier) verify(ctx context.Context, token string) (Result, error) {
+func (v *Verifier) verify(ctx context.Context, token string) (verified.Token, error) {
 	header, _, ok := split(token)
 	if !ok {
-		return Result{}, refuse(ErrMalformed, "not three base64url parts")
+		return verified.Token{}, refuse(ErrMalformed, "not three base64url parts")
 	}
 	h, err := base64.RawURLEncoding.DecodeString(header)
 	if err != nil {
-		return Result{}, refuse(ErrMalformed, "header is not base64url")
+		return verified.Token{}, refuse(ErrMalformed, "header is not base64url")
 	}
 	// Before anything reads the header: go-jose reads it with encoding/json (the last duplicate wins),
 	// alg and typ below are read with gjson (the first wins).
 	if err := strictjson.Check(h); err != nil {
-		return Result{}, refuse(ErrMalformed, "header: %v", err)
+		return verified.Token{}, refuse(ErrMalformed, "header: %v", err)
 	}
 	hdr := gjson.ParseBytes(h)
 	if !hdr.IsObject() {
-		return Result{}, refuse(ErrMalformed, "header is not a JSON object")
+		return verified.Token{}, refuse(ErrMalformed, "header is not a JSON object")
 	}
 	alg := hdr.Get("alg").String()
 	if !slices.Contains(v.algs, jose.SignatureAlgorithm(alg)) {
-		return Result{}, refuse(ErrAlgorithm, "%s", logtext.Quote(alg))
+		return verified.Token{}, refuse(ErrAlgorithm, "%s", logtext.Quote(alg))
 	}
 	if typ := hdr.Get("typ"); typ.Exists() && !goodType(typ.String()) {
-		return Result{}, refuse(ErrType, "%s", logtext.Quote(typ.String()))
+		return verified.Token{}, refuse(ErrType, "%s", logtext.Quote(typ.String()))
 	}
 	// This verifier implements no JWS extension, so RFC 7515 §4.1.11 makes any crit a refusal, and an
 	// empty list is malformed anyway. go-jose v4 checks crit only in Verify, and lets through an absent
 	// or null crit, [] and ["b64"] (RFC 7797 unencoded payloads, which it implements).
 	if hdr.Get("crit").Exists() {
-		return Result{}, refuse(ErrMalformed, "crit not supported")
+		return verified.Token{}, refuse(ErrMalformed, "crit not supported")
 	}
 	jws, err := jose.ParseSignedCompact(token, v.algs)
 	if err != nil {
 		// go-jose's error quotes the offending header value (a kid that is a 47 KB object, a jwk whose
 		// crv holds a newline): not a text to log or to cache.
-		return Result{}, refuse(ErrMalformed, "header parameter, payload or signature unreadable")
+		return verified.Token{}, refuse(ErrMalformed, "header parameter, payload or signature unreadable")
 	}
 	kid := jws.Signatures[0].Header.KeyID
 	keys := v.keys.candidates(kid, alg)
 	if len(keys) == 0 {
 		if ctx == nil {
-			return Result{}, errNeedFetch
+			return verified.Token{}, errNeedFetch
 		}
 		if keys, err = v.fetchFor(ctx, kid, alg); err != nil {
-			return Result{}, err
+			return verified.Token{}, err
 		}
 	}
 	var payload []byte
@@ -267,7 +260,7 @@ func (v *Verifier) verify(ctx context.Context, token string) (Result, error) {
 		}
 	}
 	if err != nil {
-		return Result{}, refuse(ErrBadSignature, "kid %s", logtext.Quote(kid))
+		return verified.Token{}, refuse(ErrBadSignature, "kid %s", logtext.Quote(kid))
 	}
 	return v.checkClaims(payload)
 }
@@ -295,29 +288,29 @@ func (v *Verifier) fetchFor(ctx context.Context, kid, alg string) ([]jose.JSONWe
 }
 
 // checkClaims applies the RFC 9068 §4 checks that follow a good signature.
-func (v *Verifier) checkClaims(payload []byte) (Result, error) {
+func (v *Verifier) checkClaims(payload []byte) (verified.Token, error) {
 	// Claims reach the templates and ACLs too, read by gjson (the first duplicate wins): a claims set
 	// with two exp, iss or aud, or two members of a nested ACL object, must say one thing.
 	if err := strictjson.Check(payload); err != nil {
-		return Result{}, refuse(ErrMalformed, "payload: %v", err)
+		return verified.Token{}, refuse(ErrMalformed, "payload: %v", err)
 	}
 	if !gjson.ParseBytes(payload).IsObject() {
-		return Result{}, refuse(ErrMalformed, "payload is not a JSON object")
+		return verified.Token{}, refuse(ErrMalformed, "payload is not a JSON object")
 	}
 	c := gjson.GetManyBytes(payload, "iss", "exp", "nbf", "iat", "aud")
 	iss, exp, nbf, iat, aud := c[0], c[1], c[2], c[3], c[4]
 	if iss.Type != gjson.String || iss.Str != v.issuer {
-		return Result{}, refuse(ErrIssuer, "")
+		return verified.Token{}, refuse(ErrIssuer, "")
 	}
 	now := v.now()
 	if exp.Type != gjson.Number {
-		return Result{}, refuse(ErrNoExpiry, "")
+		return verified.Token{}, refuse(ErrNoExpiry, "")
 	}
 	// No leeway on exp: a token is good until its exp and not after, for admission, the cache and the
 	// lease alike. The clock skew only spares tokens minted a moment ahead of this clock (nbf, iat).
 	expiry := numericDate(exp.Num)
 	if !now.Before(expiry) {
-		return Result{}, refuse(ErrExpired, "exp %s", expiry.UTC().Format(time.RFC3339))
+		return verified.Token{}, refuse(ErrExpired, "exp %s", expiry.UTC().Format(time.RFC3339))
 	}
 	for _, c := range []struct {
 		claim gjson.Result
@@ -327,16 +320,20 @@ func (v *Verifier) checkClaims(payload []byte) (Result, error) {
 			continue
 		}
 		if c.claim.Type != gjson.Number {
-			return Result{}, refuse(ErrMalformed, "%s is not a number", c.name)
+			return verified.Token{}, refuse(ErrMalformed, "%s is not a number", c.name)
 		}
 		if t := numericDate(c.claim.Num); t.After(now.Add(v.skew)) {
-			return Result{}, refuse(ErrNotYetValid, "%s %s", c.name, t.UTC().Format(time.RFC3339))
+			return verified.Token{}, refuse(ErrNotYetValid, "%s %s", c.name, t.UTC().Format(time.RFC3339))
 		}
 	}
 	if len(v.audiences) > 0 && !v.audienceOK(aud) {
-		return Result{}, refuse(ErrAudience, "")
+		return verified.Token{}, refuse(ErrAudience, "")
 	}
-	return Result{Claims: payload, Expiry: expiry}, nil
+	res := verified.Token{Claims: payload, Expiry: expiry, Source: verified.LocalJWT}
+	if sub := gjson.GetBytes(payload, "sub"); sub.Type == gjson.String {
+		res.Subject = sub.Str
+	}
+	return res, nil
 }
 
 // audienceOK reports whether aud (a string or an array of strings) holds a configured audience.

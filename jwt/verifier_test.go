@@ -26,6 +26,8 @@ import (
 	"unicode/utf8"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/verified"
 )
 
 // signer is one test signing key with its kid.
@@ -243,7 +245,7 @@ func (f *fixture) claims(extra map[string]any) map[string]any {
 	return c
 }
 
-func (f *fixture) verify(t *testing.T, tok string) (Result, error) {
+func (f *fixture) verify(t *testing.T, tok string) (verified.Token, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
@@ -349,8 +351,12 @@ func TestRefusals(t *testing.T) {
 	}
 	for _, c := range accepted {
 		t.Run(c.name, func(t *testing.T) {
-			if _, err := f.verify(t, c.tok); err != nil {
+			res, err := f.verify(t, c.tok)
+			if err != nil {
 				t.Fatalf("refused: %v", err)
+			}
+			if res.Subject != "device-1" || res.Source != verified.LocalJWT || res.Expiry.IsZero() {
+				t.Errorf("subject %q, source %v, expiry %v", res.Subject, res.Source, res.Expiry)
 			}
 		})
 	}
