@@ -136,7 +136,7 @@ func TestNegativeEntriesStaySmall(t *testing.T) {
 		t.Errorf("a refusal's entry costs %d bytes, over 512", used/n)
 	}
 	clk.advance(11 * time.Second)
-	for !e.v.cache.Sweep(sweepRound) {
+	for _, done := e.v.cache.Sweep(sweepRound); !done; _, done = e.v.cache.Sweep(sweepRound) {
 	}
 	if got := e.v.cache.Len(); got != 0 {
 		t.Errorf("%d expired refusals left after a sweep", got)

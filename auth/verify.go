@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -153,6 +154,7 @@ func (v *verifier) held(k cache.Key, token string) (vd verdict, ok bool) {
 const (
 	sweepEvery = 5 * time.Second
 	sweepRound = 4096
+	freeAfter  = 4096 // entries swept that make it worth returning memory to the system (about 2 MiB)
 )
 
 // sweep reclaims expired cache entries until ctx ends, so that the refusals of a junk flood go after
@@ -160,13 +162,25 @@ const (
 func (v *verifier) sweep(ctx context.Context) {
 	t := time.NewTicker(sweepEvery)
 	defer t.Stop()
+	swept := 0 // entries removed since memory was last given back
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			for !v.cache.Sweep(sweepRound) {
+			for {
+				n, done := v.cache.Sweep(sweepRound)
+				swept += n
+				if done {
+					break
+				}
 				runtime.Gosched()
+			}
+			if swept >= freeAfter {
+				// A flood's refusals went: give their memory back to the system now rather than over
+				// the next minutes, so that the broker's RSS falls back as well as the Go heap.
+				swept = 0
+				debug.FreeOSMemory()
 			}
 		}
 	}

@@ -93,10 +93,10 @@ func (c *Cache[V]) Put(k Key, v V, expires time.Time) {
 }
 
 // Sweep removes expired entries, examining at most n of them from where the last Sweep stopped, and
-// says whether it reached the most recently used end. A caller that sweeps in rounds of a few thousand
+// says how many it removed and whether it reached the most recently used end. A caller that sweeps in rounds of a few thousand
 // until done holds the lock only microseconds at a time, and reclaims the entries of refused tokens
 // that nobody looks up again (a flood of junk) without waiting for them to be evicted.
-func (c *Cache[V]) Sweep(n int) (done bool) {
+func (c *Cache[V]) Sweep(n int) (removed int, done bool) {
 	now := c.now().UnixNano()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -108,11 +108,12 @@ func (c *Cache[V]) Sweep(n int) (done bool) {
 		prev := e.prev
 		if now >= e.expires {
 			c.remove(e)
+			removed++
 		}
 		e = prev
 	}
 	c.cursor = e
-	return e == nil
+	return removed, e == nil
 }
 
 // Len is the number of entries, expired ones included until they are looked up, swept or evicted.

@@ -121,7 +121,7 @@ func TestSweep(t *testing.T) {
 	clk.t = clk.t.Add(time.Minute)
 	rounds := 0
 	for done := false; !done; rounds++ {
-		done = c.Sweep(7)
+		_, done = c.Sweep(7)
 		// Between rounds the broker keeps using the cache.
 		c.Get(KeyOf(fmt.Sprint(rounds * 3)))
 		c.Put(KeyOf(fmt.Sprint("new", rounds)), rounds, clk.t.Add(time.Hour))

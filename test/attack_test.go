@@ -218,8 +218,10 @@ func TestHostileTokensBoundMemory(t *testing.T) {
 	if peak-before > 50e6 {
 		t.Errorf("RSS rose by %s during the flood, over 50 MB", mb(peak-before))
 	}
-	if settled-before > 25e6 {
-		t.Errorf("RSS still %s over its start 15 s after the flood", mb(settled-before))
+	// Without the plugin the same flood leaves the broker under 1 MB larger; the plugin's refusals go
+	// after negative_cache_ttl and their memory is given back.
+	if settled-before > 8e6 || settled >= after {
+		t.Errorf("RSS %s over its start 15 s after the flood (%s right after it): it did not fall back", mb(settled-before), mb(after-before))
 	}
 	if rc := rawConnect(b.Port, "control2", e.idp.Token("alice", aliceSecret, "")); rc != 0 {
 		t.Errorf("control after the flood: CONNACK %d\n%s", rc, tail(b.Log(), 2000))
