@@ -62,7 +62,11 @@ func (c *client) reauth(t *testing.T, method, token string) bool {
 	defer cancel()
 	resp, err := c.v5.Authenticate(ctx, &paho.Auth{ReasonCode: 0x19,
 		Properties: &paho.AuthProperties{AuthMethod: method, AuthData: []byte(token)}})
-	return err == nil && resp != nil && resp.Success
+	if err != nil || resp == nil || !resp.Success {
+		t.Logf("re-authentication: %+v, %v", resp, err)
+		return false
+	}
+	return true
 }
 
 // bearer frames a token as RFC 7628's OAUTHBEARER client response.
@@ -110,17 +114,22 @@ func TestEnhancedAuth(t *testing.T) {
 		}
 	})
 	t.Run("re-authentication extends the session past the first exp", func(t *testing.T) {
-		c, rc := connectExt(t, b.Port, "renewer", "OAUTH2-JWT", []byte(e.idp.Token("shorty", "shorty-secret", "urn:mqtt:es256")))
+		// shorty's tokens live 2 s from a whole second, so 1 to 2 s from now: renew 600 ms before exp.
+		first := e.idp.Token("shorty", "shorty-secret", "urn:mqtt:es256")
+		c, rc := connectExt(t, b.Port, "renewer", "OAUTH2-JWT", []byte(first))
 		if rc != 0 {
 			t.Fatalf("CONNACK %#x", rc)
 		}
-		time.Sleep(1200 * time.Millisecond)
+		time.Sleep(time.Until(jwtExpiry(t, first).Add(-600 * time.Millisecond)))
 		fresh := e.idp.Token("shorty", "shorty-secret", "urn:mqtt:es256")
 		if !c.reauth(t, "OAUTH2-JWT", fresh) {
 			t.Fatalf("re-authentication with a fresh token of the same subject refused:\n%s", tail(b.Log(), 1500))
 		}
 		second := jwtExpiry(t, fresh)
-		time.Sleep(time.Until(second.Add(-500 * time.Millisecond))) // past the first token's exp
+		if !second.After(jwtExpiry(t, first)) {
+			t.Fatalf("the fresh token expires no later than the first (%v)", second)
+		}
+		time.Sleep(time.Until(jwtExpiry(t, first).Add(300 * time.Millisecond))) // past the first token's exp
 		select {
 		case <-c.lost:
 			t.Fatal("disconnected at the first token's exp despite the re-authentication")
