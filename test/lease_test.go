@@ -247,3 +247,26 @@ func TestReintrospectionSurvivesIdPOutage(t *testing.T) {
 	}
 	b.Alive()
 }
+
+// Re-checks further apart than the IdP's keep-alive timeout (node's 5 s) find their kept connection
+// closed by the IdP, and must still reach it: a revoked token is seen at the check after the pause.
+func TestReintrospectionAfterKeepAlivePause(t *testing.T) {
+	e := newEnv(t)
+	b := e.broker(t, "", "reintrospection_interval", "6")
+	token := e.idp.Token("alice", aliceSecret, "")
+	victim, rc := connect5(t, b.Port, "victim", "alice", token)
+	if rc != 0 {
+		t.Fatalf("CONNACK %#x", rc)
+	}
+	time.Sleep(6500 * time.Millisecond) // one check happened, and the IdP closed its idle connection
+	e.idp.Revoke(token)
+	select {
+	case <-victim.lost:
+	case <-time.After(8 * time.Second):
+		t.Fatalf("still connected 8 s after its token was revoked:\n%s", b.Log())
+	}
+	if strings.Contains(b.Log(), "introspection failed") {
+		t.Errorf("a re-check failed:\n%s", b.Log())
+	}
+	b.Alive()
+}
