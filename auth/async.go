@@ -48,14 +48,36 @@ type async struct {
 	// queuedBytes is what the queued jobs hold of their clients' input (see queuedSize).
 	queuedBytes atomic.Int64
 
-	mu   sync.Mutex
-	done []Completion
+	done outbox[Completion]
 	// notify, when set, is called after each answer is queued, from the goroutine that produced it.
 	notify func()
 }
 
-// OnCompletion sets a function called (from a goroutine) each time a background check has queued its
-// answer, so the plugin can wake the broker to collect it. Set it before the first Start.
+// outbox holds what goroutines produced for the broker thread until it collects it at a tick.
+type outbox[T any] struct {
+	mu    sync.Mutex
+	items []T
+}
+
+func (o *outbox[T]) put(v T) {
+	o.mu.Lock()
+	o.items = append(o.items, v)
+	o.mu.Unlock()
+}
+
+// drain moves what was put into dst and returns it.
+func (o *outbox[T]) drain(dst []T) []T {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	dst = append(dst, o.items...)
+	clear(o.items)
+	o.items = o.items[:0]
+	return dst
+}
+
+// OnCompletion sets a function called (from a goroutine) each time a background check or re-check has
+// queued its answer, so the plugin can wake the broker to collect it. Set it before the first Start or
+// StartRecheck.
 func (e *Engine) OnCompletion(f func()) { e.async.notify = f }
 
 func (a *async) init(timeout time.Duration) {
@@ -139,24 +161,14 @@ func (e *Engine) run(j job) {
 
 // finish queues the answer to req and wakes the plugin.
 func (a *async) finish(req Request, d Decision) {
-	a.mu.Lock()
-	a.done = append(a.done, Completion{ClientID: req.ClientID, Attempt: req.Attempt, Decision: d})
-	a.mu.Unlock()
+	a.done.put(Completion{ClientID: req.ClientID, Attempt: req.Attempt, Decision: d})
 	if a.notify != nil {
 		a.notify()
 	}
 }
 
 // Completed moves the finished checks into dst and returns it. The broker thread calls it on every tick.
-func (e *Engine) Completed(dst []Completion) []Completion {
-	a := &e.async
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	dst = append(dst, a.done...)
-	clear(a.done)
-	a.done = a.done[:0]
-	return dst
-}
+func (e *Engine) Completed(dst []Completion) []Completion { return e.async.done.drain(dst) }
 
 // Close cancels checks in flight (their clients get a deny if anyone still collects them) and stops the
 // JWT key refresh.

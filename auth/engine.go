@@ -58,14 +58,17 @@ type Request struct {
 // it runs any ACL check, so acl_file %u patterns see the new name. Session is set for an accepted client
 // when the plugin authorizes topics (acl_* options): the plugin keeps it for the client's ACL checks.
 // Expiry is when an accepted client's token expires (zero when it has no exp): its lease ends then.
-// Subject is its token's sub: a re-authentication must bring a token of the same one.
+// Subject is its token's sub: a re-authentication must bring a token of the same one. Introspected is
+// set for an accepted client whose token the IdP vouched for by introspection (not a JWT verified
+// locally): only such a token can be checked again with Recheck.
 type Decision struct {
-	Result   Result
-	Rename   bool
-	Username string
-	Session  *Session
-	Expiry   time.Time
-	Subject  string
+	Result       Result
+	Rename       bool
+	Username     string
+	Session      *Session
+	Expiry       time.Time
+	Subject      string
+	Introspected bool
 }
 
 // Engine decides CONNECTs for one plugin instance. It is safe for concurrent use.
@@ -74,6 +77,7 @@ type Engine struct {
 	log Logger
 	v   *verifier
 	async
+	rechecks rechecks
 }
 
 // New builds the engine for cfg, with its own introspection client and JWT verifier as configured. It
@@ -173,6 +177,7 @@ func newEngine(cfg *config.Config, intro verified.Verifier, jv *jwt.Verifier, lo
 		inflight: make(map[cache.Key]*call),
 	}
 	e.async.init(cfg.Timeout)
+	e.rechecks.jobs = make(chan recheckJob, maxRecheckQueue)
 	if entries > 0 {
 		go e.v.sweep(e.async.ctx)
 	}
@@ -322,7 +327,7 @@ func (e *Engine) decide(req Request, vd verdict) Decision {
 	}
 	// No log line for an accepted client: the broker logs every connection itself, with the new
 	// username, and a reconnect with a cached token should cost no formatting.
-	d := Decision{Result: Allow, Expiry: vd.expiry, Subject: vd.subject}
+	d := Decision{Result: Allow, Expiry: vd.expiry, Subject: vd.subject, Introspected: vd.introspected}
 	if c.UsernameReplacement {
 		if vd.renameErr != "" {
 			return e.refuse(req, c.ReplacementError, "username_replacement_template: "+vd.renameErr)

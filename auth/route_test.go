@@ -108,14 +108,14 @@ func TestJWTRoutedLocallyWhileIntrospectionIsDown(t *testing.T) {
 	}
 	tok := iss.token(t, clk.t.Add(time.Hour), "")
 	d := e.Authenticate(ctx, Request{ClientID: "c1", Password: tok})
-	if d.Result != Allow || d.Username != "dev7" {
+	if d.Result != Allow || d.Username != "dev7" || d.Introspected {
 		t.Fatalf("JWT with introspection down: %+v", d)
 	}
 	if n := idp.calls.Load(); n != 1 {
 		t.Errorf("introspection called %d times, want 1 (the opaque token only)", n)
 	}
 	// Another JWT is decided from memory with the held key: no I/O, no delayed path.
-	if d, ok := e.FromMemory(Request{ClientID: "c2", Password: iss.token(t, clk.t.Add(time.Hour), `,"n":2`)}); !ok || d.Result != Allow {
+	if d, ok := e.FromMemory(Request{ClientID: "c2", Password: iss.token(t, clk.t.Add(time.Hour), `,"n":2`)}); !ok || d.Result != Allow || d.Introspected {
 		t.Fatalf("FromMemory for a JWT with a held key: ok=%v %+v", ok, d)
 	}
 	if n := iss.fetches.Load(); n != 1 {

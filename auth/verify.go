@@ -32,6 +32,9 @@ type verdict struct {
 	claims    []byte    // the token's claims, kept only for ACL rules
 	expiry    time.Time // the token's exp; zero when it has none
 	subject   string    // the token's sub, kept only with enhanced_auth_method
+	// introspected: the IdP vouched for the token by introspection, so it can ask again later
+	// (reintrospection_interval); a JWT verified locally is only held to its exp.
+	introspected bool
 }
 
 // errBreakerOpen is answered without asking the IdP while the circuit breaker is open.
@@ -96,23 +99,33 @@ func (v *verifier) verify(ctx context.Context, k cache.Key, token string) (verdi
 }
 
 func (v *verifier) ask(ctx context.Context, k cache.Key, token string) (verdict, error) {
-	res, err := v.route(ctx, token)
-	return v.record(k, res, err)
+	res, introspected, err := v.route(ctx, token)
+	vd, err := v.record(k, res, err)
+	vd.introspected = introspected
+	return vd, err
 }
 
 // errNotRoutable refuses a token that only introspection could check when there is none.
 var errNotRoutable = fmt.Errorf("%w: not a JWT of jwt_issuer, and no introspection_endpoint is set", introspect.ErrTokenInvalid)
 
 // route checks a token where it belongs: a JWT of the configured issuer locally, anything else by
-// introspection. Only introspection counts for the circuit breaker: local checks keep working while it
-// is open, and their success says nothing about the introspection endpoint.
-func (v *verifier) route(ctx context.Context, token string) (verified.Token, error) {
+// introspection (introspected is then set). Only introspection counts for the circuit breaker: local
+// checks keep working while it is open, and their success says nothing about the introspection endpoint.
+func (v *verifier) route(ctx context.Context, token string) (tok verified.Token, introspected bool, err error) {
 	if v.jwt != nil && v.jwt.Issued(token) {
-		return v.jwt.Verify(ctx, token)
+		tok, err = v.jwt.Verify(ctx, token)
+		return tok, false, err
 	}
 	if v.intro == nil {
-		return verified.Token{}, errNotRoutable
+		return verified.Token{}, false, errNotRoutable
 	}
+	tok, err = v.introspect(ctx, token)
+	return tok, true, err
+}
+
+// introspect asks the introspection endpoint about token through the circuit breaker, and tells the
+// breaker how the IdP did.
+func (v *verifier) introspect(ctx context.Context, token string) (verified.Token, error) {
 	if !v.breaker.allow() {
 		return verified.Token{}, errBreakerOpen
 	}

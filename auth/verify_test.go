@@ -277,7 +277,7 @@ func TestStartCompletes(t *testing.T) {
 		t.Fatalf("completions %+v", got)
 	}
 	for _, c := range got {
-		want := Completion{ClientID: "good", Decision: Decision{Result: Allow, Rename: true, Username: "alice"}}
+		want := Completion{ClientID: "good", Decision: Decision{Result: Allow, Rename: true, Username: "alice", Introspected: true}}
 		if c.ClientID == "bad" {
 			want = Completion{ClientID: "bad", Decision: Decision{Result: Deny}}
 		}

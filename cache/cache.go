@@ -92,6 +92,15 @@ func (c *Cache[V]) Put(k Key, v V, expires time.Time) {
 	c.pushFront(e)
 }
 
+// Delete removes the entry for k, if any.
+func (c *Cache[V]) Delete(k Key) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.entries[k]; ok {
+		c.remove(e)
+	}
+}
+
 // Sweep removes expired entries, examining at most n of them from where the last Sweep stopped, and
 // says how many it removed and whether it reached the most recently used end. A caller that sweeps in rounds of a few thousand
 // until done holds the lock only microseconds at a time, and reclaims the entries of refused tokens

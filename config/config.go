@@ -78,6 +78,10 @@ type Config struct {
 	BreakerFailures  int           // 0 turns the circuit breaker off
 	BreakerCooldown  time.Duration
 
+	// ReintrospectionInterval: connected clients admitted by introspection have their token checked
+	// again this often, and are disconnected when the IdP no longer vouches for it; 0 turns this off.
+	ReintrospectionInterval time.Duration
+
 	JWTVerification bool
 	JWTIssuer       string
 	JWKSEndpoint    string
@@ -142,6 +146,7 @@ var options = []struct{ key, help string }{
 	{"negative_cache_ttl", "seconds a refused token is remembered; 0 turns this off (default 10)"},
 	{"circuit_breaker_failures", "IdP failures in a row that open the circuit breaker; 0 turns it off (default 5)"},
 	{"circuit_breaker_cooldown", "seconds the open breaker answers without asking the IdP before it probes again (default 10)"},
+	{"reintrospection_interval", "seconds between checks of a connected client's opaque token at the IdP; a revoked token disconnects its client, an IdP failure never does; 0 turns this off (default 0)"},
 	{"jwt_verification", "verify JWT access tokens of jwt_issuer locally with its published keys: true or false (default false)"},
 	{"jwt_issuer", "the exact iss of the JWTs to verify locally; their keys are found by discovery from it (required with jwt_verification)"},
 	{"jwks_endpoint", "URL of the issuer's JWK set, instead of discovery (default: jwks_uri of the discovery document)"},
@@ -214,6 +219,7 @@ func Parse(opts []Option) (*Config, error) {
 		BreakerFailures:        p.count("circuit_breaker_failures", DefaultBreakerFailures, 1000),
 		BreakerCooldown:        p.seconds("circuit_breaker_cooldown", DefaultBreakerCooldown, false, time.Hour),
 	}
+	p.reintrospection(c)
 	c.AuthMethod = p.authMethod("introspection_auth_method")
 	c.ValidationTemplate = p.template("username_validation_template", c.UsernameValidation, "username_validation")
 	c.ReplacementTemplate = p.template("username_replacement_template", c.UsernameReplacement, "username_replacement")
@@ -455,6 +461,22 @@ func (p *parser) acl(c *Config) {
 	c.ACL = pol
 }
 
+// MinReintrospectionInterval keeps a typo such as "0.01" from turning every connected client into
+// a hundred requests a second to the IdP.
+const MinReintrospectionInterval = time.Second
+
+// reintrospection reads reintrospection_interval. It needs an introspection endpoint: JWTs verified
+// locally are only held to their exp, which the lease already does.
+func (p *parser) reintrospection(c *Config) {
+	c.ReintrospectionInterval = p.seconds("reintrospection_interval", 0, true, 24*time.Hour)
+	switch {
+	case c.ReintrospectionInterval > 0 && c.ReintrospectionInterval < MinReintrospectionInterval:
+		p.fail("reintrospection_interval", "%v is below %v (0 turns it off)", p.values["reintrospection_interval"], MinReintrospectionInterval.Seconds())
+	case c.ReintrospectionInterval > 0 && !c.Introspection():
+		p.fail("reintrospection_interval", "set but introspection_endpoint is not")
+	}
+}
+
 // url checks that an optional option holds an absolute http(s) URL.
 func (p *parser) url(key string) {
 	v := p.values[key]
@@ -537,5 +559,8 @@ func (c *Config) Summary() string {
 	}
 	fmt.Fprintf(&b, " cache_ttl=%gs cache_max_entries=%d negative_cache_ttl=%gs circuit_breaker_failures=%d circuit_breaker_cooldown=%gs",
 		c.CacheTTL.Seconds(), c.CacheMaxEntries, c.NegativeCacheTTL.Seconds(), c.BreakerFailures, c.BreakerCooldown.Seconds())
+	if c.Introspection() {
+		fmt.Fprintf(&b, " reintrospection_interval=%gs", c.ReintrospectionInterval.Seconds())
+	}
 	return b.String()
 }

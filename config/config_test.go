@@ -75,6 +75,8 @@ func TestValues(t *testing.T) {
 		{"cache size", with(Option{"cache_max_entries", "42"}), func(c *Config) bool { return c.CacheMaxEntries == 42 }},
 		{"breaker", with(Option{"circuit_breaker_failures", "0"}, Option{"circuit_breaker_cooldown", "2.5"}),
 			func(c *Config) bool { return c.BreakerFailures == 0 && c.BreakerCooldown == 2500*time.Millisecond }},
+		{"reintrospection", with(Option{"reintrospection_interval", "60"}), func(c *Config) bool { return c.ReintrospectionInterval == time.Minute }},
+		{"reintrospection off", with(Option{"reintrospection_interval", "0"}), func(c *Config) bool { return c.ReintrospectionInterval == 0 }},
 		{"ca file", with(Option{"ca_file", "/etc/ssl/idp.pem"}), func(c *Config) bool { return c.CAFile == "/etc/ssl/idp.pem" }},
 		{"jwt only, defaults", jwtOnly(), func(c *Config) bool {
 			return c.JWTVerification && !c.Introspection() && c.JWTIssuer == "https://idp.example" &&
@@ -133,6 +135,9 @@ func TestErrorsNameTheOption(t *testing.T) {
 		{"negative cache ttl", with(Option{"cache_ttl", "-1"}), "cache_ttl"},
 		{"fractional entries", with(Option{"cache_max_entries", "1.5"}), "cache_max_entries"},
 		{"zero cooldown", with(Option{"circuit_breaker_cooldown", "0"}), "circuit_breaker_cooldown"},
+		{"reintrospection too often", with(Option{"reintrospection_interval", "0.01"}), "reintrospection_interval"},
+		{"reintrospection too seldom", with(Option{"reintrospection_interval", "86401"}), "reintrospection_interval"},
+		{"reintrospection without introspection", jwtOnly(Option{"reintrospection_interval", "60"}), "reintrospection_interval"},
 		{"bad auth method", with(Option{"introspection_auth_method", "private_key_jwt"}), "introspection_auth_method"},
 		{"template without feature", with(Option{"username_replacement_template", "%%oidc-sub%%"}), "username_replacement_template"},
 		{"feature without template", with(Option{"username_validation", "true"}), "username_validation_template"},
@@ -212,7 +217,7 @@ func TestSummaryMasksSecret(t *testing.T) {
 	if strings.Contains(s, "s3cret") {
 		t.Errorf("summary leaks the secret: %s", s)
 	}
-	for _, want := range []string{"client_id=broker", "timeout=5s", `"group-%%zitadel-role%%"`, "token_verification_error=deny"} {
+	for _, want := range []string{"client_id=broker", "timeout=5s", `"group-%%zitadel-role%%"`, "token_verification_error=deny", "reintrospection_interval=0s"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("summary %q lacks %q", s, want)
 		}

@@ -44,7 +44,7 @@ type instance struct {
 	due      tickFlags // makes the next tick call goTick; set whenever work for it is queued
 	v21      bool      // Mosquitto 2.1: DISCONNECT fires only for sessions that end
 	delay    bool      // checks that miss the cache are delayed (2.1)
-	ringable bool      // the doorbell may be made (delayed checks, or leases to end on an idle 2.1 broker)
+	ringable bool      // the doorbell may be made (delayed checks, or leases to end or re-checks to collect on an idle 2.1 broker)
 	// bell wakes the broker when a delayed answer is ready or a lease ends (see package doorbell). It is
 	// made on the broker thread at the first client, once a listener port is known, and read by
 	// goroutines.
@@ -100,9 +100,12 @@ func goPluginInit(opts *C.struct_mosquitto_opt, count C.int, delayAvailable C.in
 		return C.MOSQ_ERR_INVAL
 	}
 	inst := &instance{engine: engine, log: log, due: due, v21: v21, delay: delay,
-		ringable: delay || (v21 && cfg.DisconnectOnExpiry)}
+		ringable: delay || (v21 && (cfg.DisconnectOnExpiry || cfg.ReintrospectionInterval > 0))}
 	inst.machine = sessions.New(engine, brokerCalls{inst}, sessions.Options{
-		Delay: delay, DisconnectOnExpiry: cfg.DisconnectOnExpiry, Wake: inst.ring, Log: log})
+		Delay: delay, DisconnectOnExpiry: cfg.DisconnectOnExpiry, Reintrospect: cfg.ReintrospectionInterval,
+		Wake: inst.ring, Log: log})
+	// Delayed answers (2.1) and re-checks of connected clients (2.0 and 2.1) are collected at a tick.
+	engine.OnCompletion(inst.ring)
 	if engine.AuthorizesTopics() {
 		*aclChecks = 1
 	}
@@ -115,8 +118,6 @@ func goPluginInit(opts *C.struct_mosquitto_opt, count C.int, delayAvailable C.in
 		mode = "synchronous checks (this broker has no delayed basic auth)"
 	case !delay:
 		mode = "synchronous checks (a defer policy applies after verification, and a delayed check cannot defer)"
-	default:
-		engine.OnCompletion(inst.ring)
 	}
 	logLine(auth.LevelInfo, "loaded, "+mode+": "+cfg.Summary())
 	*handle = C.uintptr_t(cgo.NewHandle(inst))

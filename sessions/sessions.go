@@ -6,13 +6,15 @@
 // (BasicAuth, Connect, Disconnect, ACLCheck, Tick) and carries out what the machine asks of its Broker:
 // set a username, kick a client, complete a delayed check. Everything here runs on the broker thread,
 // so the machine takes no lock; the only other goroutine is its wake-up timer, which touches nothing
-// but the Wake function it was given.
+// but the Wake function it was given. Work that needs the network (delayed checks, re-checks of
+// connected clients' tokens) runs on the engine's workers, and the machine collects the outcomes at Tick.
 package sessions
 
 import (
 	"container/heap"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"time"
 	"unsafe"
 
@@ -50,6 +52,10 @@ type Core interface {
 	RenamesClients() bool
 	AuthorizesTopics() bool
 	ExtendedAuthToken(method string, data []byte) (token string, known bool, err error)
+	// StartRecheck asks the IdP again about a connected client's token in the background; false when
+	// it cannot take more now. Rechecked collects the outcomes, under the ref they were started with.
+	StartRecheck(ref uint64, token string) bool
+	Rechecked(dst []auth.Rechecked) []auth.Rechecked
 }
 
 // Options are the machine's settings for one plugin instance.
@@ -58,6 +64,9 @@ type Options struct {
 	Delay bool
 	// DisconnectOnExpiry kicks each admitted client when its token expires (disconnect_on_expiry).
 	DisconnectOnExpiry bool
+	// Reintrospect is how often the token of an online client admitted by introspection is checked
+	// again (reintrospection_interval); a refusal kicks the client. 0: never.
+	Reintrospect time.Duration
 	// Wake is called from the machine's timer goroutine when a lease falls due, so that the plugin makes
 	// the broker call Tick soon.
 	Wake func()
@@ -93,19 +102,29 @@ type session struct {
 	clientID string
 	token    cache.Key     // the token it was admitted with: a re-check with the same token is answered here
 	rights   *auth.Session // its topic rights; nil without acl_* options
-	expiry   time.Time     // its token's exp; zero when the token has none
 	online   bool          // false once the broker reported it disconnected
-	index    int           // its place in the lease heap; -1 when not in it
+	lease    slot          // at its token's exp (zero when the token has none), in Machine.leases
+	recheck  *recheck      // nil unless its token is re-introspected
 	// For a client admitted by MQTT 5 enhanced authentication, what a re-authentication must match:
 	// the token's subject and the username the client got, and the username its CONNECT carried, which
 	// the templates are applied to again.
 	subject, username, connectUsername string
 }
 
+// recheck is what an online session whose token is re-introspected keeps: the token itself, the only
+// place the machine holds one (only with Options.Reintrospect, only for introspected tokens, and only
+// while the client is online), the ref its re-checks are started with, and when the next one is due.
+type recheck struct {
+	token string
+	ref   uint64
+	slot  // in Machine.rechecks; not in it while a re-check is in flight
+}
+
 // admission is what a delayed check that succeeded hands to the CONNECT event it fires.
 type admission struct {
 	decision auth.Decision
 	token    cache.Key
+	secret   string // the token itself, kept only with Options.Reintrospect
 }
 
 // kick is a connection to disconnect by its client id, unless another connection holds the id by then.
@@ -118,6 +137,7 @@ type kick struct {
 type pending struct {
 	attempt uint64
 	token   cache.Key
+	secret  string // the token itself, kept only with Options.Reintrospect
 }
 
 // Machine is the state of one plugin instance's clients. Broker thread only.
@@ -134,9 +154,15 @@ type Machine struct {
 	forgotten []*session
 	// leases orders the sessions with an expiry by it, earliest first: at its exp an online client is
 	// kicked (DisconnectOnExpiry), an offline one's rights are dropped.
-	leases leaseHeap
-	timer  *time.Timer
-	armed  time.Time // when the timer fires; zero when it is stopped
+	leases queue
+	// rechecks orders the sessions whose token is re-introspected by their next re-check; checking
+	// holds those whose re-check is in flight, by ref (see reintrospect).
+	rechecks  queue
+	checking  map[uint64]*session
+	refs      uint64
+	rechecked []auth.Rechecked
+	timer     *time.Timer
+	armed     time.Time // when the timer fires; zero when it is stopped
 	// kicks are clients to disconnect at the next Tick: kicking from inside an event would pull the
 	// client out from under the broker while it is still setting it up.
 	kicks []kick
@@ -157,7 +183,10 @@ func New(core Core, b Broker, opt Options) *Machine {
 	}
 	return &Machine{core: core, broker: b, opt: opt, now: now,
 		sessions: make(map[Client]*session), byID: make(map[string]Client),
-		pending: make(map[string]pending), accepted: make(map[string]admission)}
+		leases:   queue{slot: func(s *session) *slot { return &s.lease }},
+		rechecks: queue{slot: func(s *session) *slot { return &s.recheck.slot }},
+		checking: make(map[uint64]*session),
+		pending:  make(map[string]pending), accepted: make(map[string]admission)}
 }
 
 // Close stops the wake-up timer.
@@ -197,7 +226,7 @@ func (m *Machine) BasicAuth(conn Conn, req auth.Request) Answer {
 		}
 		m.attempts++
 		req.Attempt = m.attempts
-		m.pending[req.ClientID] = pending{attempt: req.Attempt, token: cache.KeyOf(req.Password)}
+		m.pending[req.ClientID] = pending{attempt: req.Attempt, token: cache.KeyOf(req.Password), secret: m.keepable(req.Password)}
 		m.core.Start(req)
 		return Delayed
 	}
@@ -212,7 +241,7 @@ func (m *Machine) BasicAuth(conn Conn, req auth.Request) Answer {
 				return Deny
 			}
 		}
-		m.admit(c, req.ClientID, cache.KeyOf(req.Password), d)
+		m.admit(c, req.ClientID, cache.KeyOf(req.Password), req.Password, d)
 		return Allow
 	case auth.Defer:
 		return Defer
@@ -261,7 +290,7 @@ func (m *Machine) ExtendedAuth(conn Conn, method string, data []byte, req auth.R
 				return Deny
 			}
 		}
-		s := m.admit(c, req.ClientID, cache.KeyOf(token), d)
+		s := m.admit(c, req.ClientID, cache.KeyOf(token), token, d)
 		s.subject, s.username, s.connectUsername = d.Subject, d.Username, req.Username
 		return Allow
 	case auth.Defer:
@@ -286,15 +315,11 @@ func (m *Machine) reauthenticate(s *session, req auth.Request) Answer {
 		m.endReauth(s, "the new token is another subject's")
 		return Deny
 	}
-	s.token, s.rights, s.expiry = cache.KeyOf(req.Password), d.Session, d.Expiry
-	switch {
-	case s.index >= 0 && !s.expiry.IsZero():
-		heap.Fix(&m.leases, s.index)
-	case s.index >= 0:
-		heap.Remove(&m.leases, s.index)
-	case !s.expiry.IsZero():
-		heap.Push(&m.leases, s)
-	}
+	s.token, s.rights = cache.KeyOf(req.Password), d.Session
+	m.leases.set(s, d.Expiry)
+	// The old token's re-check, in flight or due, must not speak for the new one.
+	m.stopRecheck(s)
+	m.startRechecks(s, req.Password, d)
 	m.logLease(s, "re-authenticated")
 	return Allow
 }
@@ -322,20 +347,43 @@ func (m *Machine) delayable(conn Conn, req auth.Request) bool {
 	return !(m.core.RenamesClients() || m.core.AuthorizesTopics()) || conn.CleanSession
 }
 
+// keepable is the token a check must keep for the session it may admit: the token itself with
+// Options.Reintrospect, else nothing.
+func (m *Machine) keepable(token string) string {
+	if m.opt.Reintrospect > 0 {
+		return token
+	}
+	return ""
+}
+
 // admit gives c its session and returns it. An older connection with the same client id (a takeover, or a persistent
 // session's connection that was never freed) loses its own, but not at once: on a takeover the broker
-// sends the old connection's Will after this BASIC_AUTH.
-func (m *Machine) admit(c Client, clientID string, token cache.Key, d auth.Decision) *session {
+// sends the old connection's Will after this BASIC_AUTH. secret is the token itself, kept only if it is
+// to be re-checked (see startRechecks).
+func (m *Machine) admit(c Client, clientID string, token cache.Key, secret string, d auth.Decision) *session {
 	if old, ok := m.byID[clientID]; ok && old != c {
 		m.forget(old)
 	}
-	s := &session{client: c, clientID: clientID, token: token, rights: d.Session, expiry: d.Expiry, online: true, index: -1}
+	s := &session{client: c, clientID: clientID, token: token, rights: d.Session, online: true,
+		lease: slot{index: -1}}
 	m.sessions[c] = s
 	m.byID[clientID] = c
-	if !s.expiry.IsZero() {
-		heap.Push(&m.leases, s)
-	}
+	m.leases.set(s, d.Expiry)
+	m.startRechecks(s, secret, d)
 	return s
+}
+
+// startRechecks makes s re-checked with Options.Reintrospect when its token was admitted by
+// introspection: first at a random time within one interval, so that a fleet that connects at once
+// (after a broker restart) is not re-checked at once.
+func (m *Machine) startRechecks(s *session, secret string, d auth.Decision) {
+	every := m.opt.Reintrospect
+	if every <= 0 || !d.Introspected || secret == "" {
+		return
+	}
+	m.refs++
+	s.recheck = &recheck{token: secret, ref: m.refs, slot: slot{index: -1}}
+	m.rechecks.set(s, m.now().Add(every-rand.N(every)))
 }
 
 // Connect (Mosquitto 2.1's CONNECT event, fired from inside Complete) gives a client accepted by a
@@ -358,7 +406,7 @@ func (m *Machine) Connect(c Client, clientID string) {
 			return
 		}
 	}
-	m.admit(c, clientID, a.token, a.decision)
+	m.admit(c, clientID, a.token, a.secret, a.decision)
 }
 
 // Disconnect handles a connection that goes offline: DISCONNECT, and Mosquitto 2.1's CLIENT_OFFLINE for
@@ -373,6 +421,7 @@ func (m *Machine) Disconnect(c Client, sessionEnds bool) {
 		return
 	}
 	s.online = false
+	m.stopRecheck(s)
 	switch {
 	case sessionEnds && s.rights == nil:
 		m.drop(c) // no rights for its Will's check to need: no reason to wait for a tick
@@ -392,12 +441,11 @@ func (m *Machine) ACLCheck(c Client, clientID string, access acl.Access, topic s
 }
 
 // Tick does what is due on the broker thread: it drops forgotten sessions, kicks clients whose lease
-// ended, and completes delayed checks.
+// ended or whose token the IdP refused on a re-check, starts due re-checks, and completes delayed checks.
 func (m *Machine) Tick() {
 	m.dropForgotten()
 	now := m.now()
-	for len(m.leases) > 0 && m.leases[0].expired(now) {
-		s := heap.Pop(&m.leases).(*session)
+	for s := m.leases.due(now); s != nil; s = m.leases.due(now) {
 		switch {
 		case !s.online:
 			m.drop(s.client) // its rights ended with the token; nobody is queueing for it any more
@@ -405,6 +453,9 @@ func (m *Machine) Tick() {
 			m.logLease(s, "token expired; disconnecting")
 			m.kicks = append(m.kicks, kick{s.client, s.clientID})
 		}
+	}
+	if m.opt.Reintrospect > 0 {
+		m.reintrospect(now)
 	}
 	for _, k := range m.kicks {
 		if other, ok := m.byID[k.clientID]; !ok || other == k.client {
@@ -444,10 +495,69 @@ func (m *Machine) complete(c auth.Completion) {
 	}()
 	allow := c.Decision.Result == auth.Allow
 	if allow {
-		m.accepted[c.ClientID] = admission{decision: c.Decision, token: p.token}
+		m.accepted[c.ClientID] = admission{decision: c.Decision, token: p.token, secret: p.secret}
 		defer delete(m.accepted, c.ClientID)
 	}
 	m.broker.Complete(c.ClientID, allow)
+}
+
+// reintrospect acts on the re-checks that came back and starts those that are due. Only a refusal by
+// the IdP kicks: a re-check that got no verdict (IdP down, breaker open) is tried again at the next
+// interval. An outcome for a session that went offline, was taken over, re-admitted or
+// re-authenticated meanwhile is ignored (stopRecheck forgot its ref), and so is one that is no longer
+// the client id's connection. A token past its exp is not re-checked: its lease has decided (kicked,
+// or kept with disconnect_on_expiry false, which a refusal of the expired token must not overrule).
+func (m *Machine) reintrospect(now time.Time) {
+	m.rechecked = m.core.Rechecked(m.rechecked[:0])
+	for _, r := range m.rechecked {
+		s, ok := m.checking[r.Ref]
+		if !ok {
+			continue
+		}
+		delete(m.checking, r.Ref)
+		switch {
+		case !m.recheckable(s, now):
+			m.stopRecheck(s)
+		case r.Revoked:
+			m.logClient(auth.LevelNotice, s.clientID, "token no longer valid at the identity provider ("+r.Reason+"); disconnecting")
+			m.kicks = append(m.kicks, kick{s.client, s.clientID})
+			m.stopRecheck(s)
+		default:
+			// Each session keeps its place in the interval, so the checks stay spread and a fleet costs
+			// the IdP one request per client per interval, however late the answers come.
+			next := s.recheck.at.Add(m.opt.Reintrospect)
+			if !next.After(now) {
+				next = now.Add(m.opt.Reintrospect)
+			}
+			m.rechecks.set(s, next)
+		}
+	}
+	clear(m.rechecked)
+	for s := m.rechecks.due(now); s != nil; s = m.rechecks.due(now) {
+		switch {
+		case !m.recheckable(s, now):
+			m.stopRecheck(s)
+		case m.core.StartRecheck(s.recheck.ref, s.recheck.token):
+			m.checking[s.recheck.ref] = s
+		default: // the engine's queue is full: the IdP is slow; try this one an interval later
+			m.rechecks.set(s, now.Add(m.opt.Reintrospect))
+		}
+	}
+}
+
+// recheckable says whether s is still an online client id's connection with a token before its exp.
+func (m *Machine) recheckable(s *session, now time.Time) bool {
+	return s.online && m.byID[s.clientID] == s.client && !s.expired(now)
+}
+
+// stopRecheck ends the re-checks of s, if any, and lets go of its token.
+func (m *Machine) stopRecheck(s *session) {
+	if s.recheck == nil {
+		return
+	}
+	m.rechecks.set(s, time.Time{})
+	delete(m.checking, s.recheck.ref)
+	s.recheck = nil
 }
 
 // forget queues the session of c to be dropped after the broker is done with the connection's Will: at
@@ -483,17 +593,16 @@ func (m *Machine) drop(c Client) {
 	if m.byID[s.clientID] == c {
 		delete(m.byID, s.clientID)
 	}
-	if s.index >= 0 {
-		heap.Remove(&m.leases, s.index)
-	}
+	m.leases.set(s, time.Time{})
+	m.stopRecheck(s)
 }
 
-// arm sets the wake-up timer for the earliest lease. One timer serves every client: the heap says which
-// lease ends next, and Tick pops all that are due.
+// arm sets the wake-up timer for the earliest lease or re-check. One timer serves every client: the
+// heaps say what falls due next, and Tick pops all that are due.
 func (m *Machine) arm() {
-	var next time.Time
-	if len(m.leases) > 0 {
-		next = m.leases[0].expiry
+	next := m.leases.next()
+	if r := m.rechecks.next(); !r.IsZero() && (next.IsZero() || r.Before(next)) {
+		next = r
 	}
 	if next.Equal(m.armed) || m.opt.Wake == nil {
 		return
@@ -513,36 +622,75 @@ func (m *Machine) arm() {
 	m.timer.Reset(d)
 }
 
-func (s *session) expired(now time.Time) bool { return !s.expiry.IsZero() && !now.Before(s.expiry) }
+func (s *session) expired(now time.Time) bool { return !s.lease.at.IsZero() && !now.Before(s.lease.at) }
 
 // logLease writes one notice line for a lease event.
 func (m *Machine) logLease(s *session, what string) {
-	m.logClient(auth.LevelNotice, s.clientID, what+" (exp "+s.expiry.UTC().Format(time.RFC3339)+")")
+	m.logClient(auth.LevelNotice, s.clientID, what+" (exp "+s.lease.at.UTC().Format(time.RFC3339)+")")
 }
 
 func (m *Machine) logClient(level auth.Level, clientID, msg string) {
 	m.opt.Log.Log(level, "client "+logtext.Quote(clientID)+": "+msg)
 }
 
-// leaseHeap orders sessions by expiry, earliest first (container/heap).
-type leaseHeap []*session
+// slot is a session's place in a queue: when it falls due, and its index there (-1 when not in it).
+type slot struct {
+	at    time.Time
+	index int
+}
 
-func (h leaseHeap) Len() int           { return len(h) }
-func (h leaseHeap) Less(i, j int) bool { return h[i].expiry.Before(h[j].expiry) }
-func (h leaseHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].index, h[j].index = i, j
+// queue orders sessions by one of their slots, earliest first (container/heap). slot says which.
+type queue struct {
+	items []*session
+	slot  func(*session) *slot
 }
-func (h *leaseHeap) Push(x any) {
+
+// set makes s fall due at at: it enters the queue, moves in it, or leaves it when at is zero.
+func (q *queue) set(s *session, at time.Time) {
+	sl := q.slot(s)
+	sl.at = at
+	switch {
+	case sl.index >= 0 && !at.IsZero():
+		heap.Fix(q, sl.index)
+	case sl.index >= 0:
+		heap.Remove(q, sl.index)
+	case !at.IsZero():
+		heap.Push(q, s)
+	}
+}
+
+// due pops the earliest session if it is due at now, else returns nil.
+func (q *queue) due(now time.Time) *session {
+	if len(q.items) == 0 || now.Before(q.slot(q.items[0]).at) {
+		return nil
+	}
+	return heap.Pop(q).(*session)
+}
+
+// next is when the earliest session falls due; zero when there is none.
+func (q *queue) next() time.Time {
+	if len(q.items) == 0 {
+		return time.Time{}
+	}
+	return q.slot(q.items[0]).at
+}
+
+func (q *queue) Len() int           { return len(q.items) }
+func (q *queue) Less(i, j int) bool { return q.slot(q.items[i]).at.Before(q.slot(q.items[j]).at) }
+func (q *queue) Swap(i, j int) {
+	q.items[i], q.items[j] = q.items[j], q.items[i]
+	q.slot(q.items[i]).index, q.slot(q.items[j]).index = i, j
+}
+func (q *queue) Push(x any) {
 	s := x.(*session)
-	s.index = len(*h)
-	*h = append(*h, s)
+	q.slot(s).index = len(q.items)
+	q.items = append(q.items, s)
 }
-func (h *leaseHeap) Pop() any {
-	old := *h
+func (q *queue) Pop() any {
+	old := q.items
 	s := old[len(old)-1]
 	old[len(old)-1] = nil
-	s.index = -1
-	*h = old[:len(old)-1]
+	q.slot(s).index = -1
+	q.items = old[:len(old)-1]
 	return s
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +16,8 @@ import (
 )
 
 // fakeCore answers each token with the decision scripted for it; a token with delayed set misses the
-// memory check, so the machine delays it when it may.
+// memory check, so the machine delays it when it may. Re-checks are recorded in rechecks (the token
+// of each, by ref) until the test answers them with answerRechecks; queueFull refuses them.
 type fakeCore struct {
 	decisions map[string]auth.Decision
 	delayed   map[string]bool
@@ -24,6 +26,9 @@ type fakeCore struct {
 	calls     int
 	started   []auth.Request
 	done      []auth.Completion
+	rechecks  map[uint64]string
+	queueFull bool
+	rechecked []auth.Rechecked
 }
 
 func (f *fakeCore) FromMemory(req auth.Request) (auth.Decision, bool) {
@@ -71,6 +76,35 @@ func (f *fakeCore) ExtendedAuthToken(method string, data []byte) (string, bool, 
 	}
 	return string(data), true, nil
 }
+func (f *fakeCore) StartRecheck(ref uint64, token string) bool {
+	if f.queueFull {
+		return false
+	}
+	f.rechecks[ref] = token
+	return true
+}
+func (f *fakeCore) Rechecked(dst []auth.Rechecked) []auth.Rechecked {
+	dst = append(dst, f.rechecked...)
+	f.rechecked = nil
+	return dst
+}
+
+// answerRechecks answers every re-check in flight: the tokens in revoked are refused, tokens in
+// failing get no verdict, the others are still active.
+func (f *fakeCore) answerRechecks(revoked, failing map[string]bool) {
+	for ref, tok := range f.rechecks {
+		r := auth.Rechecked{Ref: ref}
+		switch {
+		case revoked[tok]:
+			r.Revoked, r.Reason = true, "token rejected: inactive"
+		case failing[tok]:
+			r.Reason = "identity provider unavailable: circuit breaker open"
+		}
+		f.rechecked = append(f.rechecked, r)
+	}
+	clear(f.rechecks)
+}
+
 func (f *fakeCore) RenamesClients() bool   { return f.renames }
 func (f *fakeCore) AuthorizesTopics() bool { return f.acl }
 
@@ -124,7 +158,7 @@ var t0 = time.Unix(1_800_000_000, 0)
 
 func newRig(t *testing.T, opt Options) *rig {
 	r := &rig{t: t, now: t0, log: &logLines{}, conns: map[string]Client{},
-		core: &fakeCore{decisions: map[string]auth.Decision{}, delayed: map[string]bool{}}}
+		core: &fakeCore{decisions: map[string]auth.Decision{}, delayed: map[string]bool{}, rechecks: map[uint64]string{}}}
 	r.broker = &fakeBroker{names: map[Client]string{}, connectAs: map[string]Client{}}
 	opt.Now = func() time.Time { return r.now }
 	opt.Log = r.log
@@ -191,8 +225,8 @@ func TestLifecycle(t *testing.T) {
 			}
 			r.m.Disconnect(r.conn("a"), true) // what the kick fires
 			r.tick(time.Second)
-			if len(r.broker.kicks) != 1 || len(r.m.sessions) != 0 || len(r.m.leases) != 0 {
-				r.t.Errorf("after the kick: kicks %v, %d sessions, %d leases", r.broker.kicks, len(r.m.sessions), len(r.m.leases))
+			if len(r.broker.kicks) != 1 || len(r.m.sessions) != 0 || len(r.m.leases.items) != 0 {
+				r.t.Errorf("after the kick: kicks %v, %d sessions, %d leases", r.broker.kicks, len(r.m.sessions), len(r.m.leases.items))
 			}
 			if n := len(r.log.lines); n != 1 || !strings.Contains(r.log.lines[0], `client "dev": token expired; disconnecting`) {
 				r.t.Errorf("log: %q", r.log.lines)
@@ -210,8 +244,8 @@ func TestLifecycle(t *testing.T) {
 			r.token("tok", 0, "")
 			r.auth("a", "dev", "tok", true)
 			r.tick(24 * time.Hour)
-			if len(r.broker.kicks) != 0 || len(r.m.leases) != 0 {
-				r.t.Errorf("kicks %v, leases %d", r.broker.kicks, len(r.m.leases))
+			if len(r.broker.kicks) != 0 || len(r.m.leases.items) != 0 {
+				r.t.Errorf("kicks %v, leases %d", r.broker.kicks, len(r.m.leases.items))
 			}
 		}},
 		{"re-check on SIGHUP is answered by the lease, and refused once it ended", Options{}, func(r *rig) {
@@ -258,8 +292,8 @@ func TestLifecycle(t *testing.T) {
 			r.core.decisions["tok"] = auth.Decision{Result: auth.Allow, Expiry: r.now.Add(time.Minute)}
 			r.auth("a", "dev", "tok", true)
 			r.m.Disconnect(r.conn("a"), true)
-			if len(r.m.sessions) != 0 || len(r.m.leases) != 0 || len(r.m.forgotten) != 0 {
-				r.t.Errorf("%d sessions, %d leases, %d forgotten", len(r.m.sessions), len(r.m.leases), len(r.m.forgotten))
+			if len(r.m.sessions) != 0 || len(r.m.leases.items) != 0 || len(r.m.forgotten) != 0 {
+				r.t.Errorf("%d sessions, %d leases, %d forgotten", len(r.m.sessions), len(r.m.leases.items), len(r.m.forgotten))
 			}
 		}},
 		{"a takeover: the old connection's Will keeps its rights until the next tick", Options{DisconnectOnExpiry: true}, func(r *rig) {
@@ -420,17 +454,248 @@ func TestWakeAtEarliestLease(t *testing.T) {
 	}
 }
 
+// opaque scripts a token the engine admits by introspection, valid for ttl.
+func (r *rig) opaque(tok string, ttl time.Duration) {
+	r.token(tok, ttl, "")
+	d := r.core.decisions[tok]
+	d.Introspected = true
+	r.core.decisions[tok] = d
+}
+
+// recheckedTokens lists the tokens whose re-check is in flight, sorted.
+func (r *rig) recheckedTokens() string {
+	var toks []string
+	for _, tok := range r.core.rechecks {
+		toks = append(toks, tok)
+	}
+	slices.Sort(toks)
+	return strings.Join(toks, ",")
+}
+
+func TestReintrospection(t *testing.T) {
+	every := time.Minute
+	on := Options{Reintrospect: every, DisconnectOnExpiry: true}
+	for _, tc := range []struct {
+		name string
+		opt  Options
+		run  func(r *rig)
+	}{
+		{"a revoked token kicks its client once, with one line that names the client, never the token", on, func(r *rig) {
+			r.opaque("tok-a", time.Hour)
+			r.opaque("tok-b", time.Hour)
+			r.auth("a", "dev-a", "tok-a", true)
+			r.auth("b", "dev-b", "tok-b", true)
+			r.tick(every)
+			if got := r.recheckedTokens(); got != "tok-a,tok-b" {
+				r.t.Fatalf("re-checks after one interval: %q", got)
+			}
+			r.core.answerRechecks(map[string]bool{"tok-a": true}, nil)
+			r.tick(0)
+			if strings.Join(r.broker.kicks, ",") != "dev-a" {
+				r.t.Errorf("kicks %v", r.broker.kicks)
+			}
+			if len(r.log.lines) != 1 || r.log.lines[0] != `client "dev-a": token no longer valid at the identity provider (token rejected: inactive); disconnecting` {
+				r.t.Errorf("log %q", r.log.lines)
+			}
+			r.m.Disconnect(r.conn("a"), true) // what the kick fires
+			r.tick(every)
+			if got := r.recheckedTokens(); got != "tok-b" || len(r.broker.kicks) != 1 {
+				r.t.Errorf("next interval: re-checks %q, kicks %v", got, r.broker.kicks)
+			}
+		}},
+		{"an IdP failure kicks nobody, and the next interval asks again", on, func(r *rig) {
+			r.opaque("tok", time.Hour)
+			r.auth("a", "dev", "tok", true)
+			for range 3 {
+				r.tick(every)
+				if r.recheckedTokens() != "tok" {
+					r.t.Fatalf("no re-check in this interval")
+				}
+				r.core.answerRechecks(nil, map[string]bool{"tok": true})
+				r.tick(0)
+			}
+			if len(r.broker.kicks) != 0 || len(r.log.lines) != 0 || !r.rights("a", "dev") {
+				r.t.Errorf("kicks %v, log %q", r.broker.kicks, r.log.lines)
+			}
+		}},
+		{"a JWT verified locally is not re-checked", on, func(r *rig) {
+			r.token("jwt", time.Hour, "")
+			r.auth("a", "dev", "jwt", true)
+			r.tick(every)
+			r.tick(every)
+			if len(r.core.rechecks) != 0 || r.m.sessions[r.conn("a")].recheck != nil {
+				r.t.Errorf("re-checks %q", r.recheckedTokens())
+			}
+		}},
+		{"off by default, and then no session keeps its token", Options{DisconnectOnExpiry: true}, func(r *rig) {
+			r.opaque("tok", time.Hour)
+			r.auth("a", "dev", "tok", true)
+			r.tick(every)
+			if len(r.core.rechecks) != 0 || r.m.sessions[r.conn("a")].recheck != nil {
+				r.t.Errorf("re-checks %q", r.recheckedTokens())
+			}
+		}},
+		{"an answer for a client that left, or was taken over, is ignored", on, func(r *rig) {
+			r.opaque("old", time.Hour)
+			r.opaque("new", time.Hour)
+			r.opaque("gone", time.Hour)
+			r.auth("a", "dev", "old", true)
+			r.auth("c", "left", "gone", true)
+			r.tick(every)
+			r.auth("b", "dev", "new", true) // a takeover: kicking "dev" now would kick the new connection
+			r.m.Disconnect(r.conn("c"), true)
+			r.tick(0)
+			r.auth("c", "left", "new", true) // the address is reused for the same client id
+			r.core.answerRechecks(map[string]bool{"old": true, "gone": true}, nil)
+			r.tick(0)
+			if len(r.broker.kicks) != 0 || len(r.log.lines) != 0 || len(r.m.checking) != 0 {
+				r.t.Errorf("kicks %v, log %q, %d in flight", r.broker.kicks, r.log.lines, len(r.m.checking))
+			}
+		}},
+		{"a re-authentication re-checks the new token, and the old one's answer is ignored", on, func(r *rig) {
+			r.opaque("first", time.Hour)
+			r.opaque("second", time.Hour)
+			r.ext("a", "dev", "first")
+			r.tick(every)
+			if r.recheckedTokens() != "first" {
+				r.t.Fatalf("re-checks %q", r.recheckedTokens())
+			}
+			if a := r.ext("a", "dev", "second"); a != Allow {
+				r.t.Fatalf("re-auth: %v", a)
+			}
+			r.core.answerRechecks(map[string]bool{"first": true}, nil) // the old token expired or was revoked
+			r.tick(0)
+			r.tick(every)
+			if len(r.broker.kicks) != 0 || r.recheckedTokens() != "second" {
+				r.t.Errorf("kicks %v, re-checks %q", r.broker.kicks, r.recheckedTokens())
+			}
+		}},
+		{"an offline persistent session is not re-checked and lets go of its token", on, func(r *rig) {
+			r.opaque("tok", time.Hour)
+			r.auth("a", "dev", "tok", false)
+			r.m.Disconnect(r.conn("a"), false)
+			r.tick(every)
+			if len(r.core.rechecks) != 0 || r.m.sessions[r.conn("a")].recheck != nil || !r.rights("a", "dev") {
+				r.t.Errorf("re-checks %q", r.recheckedTokens())
+			}
+		}},
+		{"a token past its exp is left to its lease (disconnect_on_expiry false)", Options{Reintrospect: every}, func(r *rig) {
+			r.opaque("tok", 30*time.Second)
+			r.auth("a", "dev", "tok", true)
+			r.tick(every)
+			if len(r.core.rechecks) != 0 || len(r.broker.kicks) != 0 || r.m.rechecks.Len() != 0 {
+				r.t.Errorf("re-checks %q, kicks %v", r.recheckedTokens(), r.broker.kicks)
+			}
+		}},
+		{"a full queue is tried again at the next interval", on, func(r *rig) {
+			r.opaque("tok", time.Hour)
+			r.auth("a", "dev", "tok", true)
+			r.core.queueFull = true
+			r.tick(every)
+			r.core.queueFull = false
+			if len(r.core.rechecks) != 0 || r.m.rechecks.Len() != 1 {
+				r.t.Fatalf("re-checks %q", r.recheckedTokens())
+			}
+			r.tick(every)
+			if r.recheckedTokens() != "tok" {
+				r.t.Errorf("not re-checked after a full queue")
+			}
+		}},
+		{"a client admitted by a delayed check is re-checked too", Options{Reintrospect: every, Delay: true}, func(r *rig) {
+			r.core.delayed["tok"] = true
+			r.auth("a", "dev", "tok", true)
+			r.broker.connectAs["dev"] = r.conn("a")
+			d := auth.Decision{Result: auth.Allow, Introspected: true, Expiry: r.now.Add(time.Hour)}
+			r.core.done = []auth.Completion{{ClientID: "dev", Attempt: r.core.started[0].Attempt, Decision: d}}
+			r.tick(0)
+			r.tick(every)
+			if r.recheckedTokens() != "tok" {
+				r.t.Errorf("re-checks %q", r.recheckedTokens())
+			}
+		}},
+		{"the wake-up timer is armed for the first re-check", Options{Reintrospect: every, Wake: func() {}}, func(r *rig) {
+			r.opaque("tok", time.Hour)
+			r.auth("a", "dev", "tok", true)
+			at := r.m.sessions[r.conn("a")].recheck.at
+			if !r.m.armed.Equal(at) || at.After(r.now.Add(every)) || !at.After(r.now) {
+				r.t.Errorf("armed %v, re-check %v after admission", r.m.armed.Sub(r.now), at.Sub(r.now))
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { tc.run(newRig(t, tc.opt)) })
+	}
+}
+
+// A fleet that connects at once is re-checked spread over the interval, and costs the IdP one request
+// per client per interval: 10 000 clients with reintrospection_interval 60 make 10 000 requests a
+// minute, about 167 a second, however late the answers come (here, one tick after each check).
+func TestReintrospectionLoad(t *testing.T) {
+	const n = 10_000
+	every := time.Minute
+	r := newRig(t, Options{Reintrospect: every})
+	for i := range n {
+		tok := fmt.Sprintf("tok-%05d", i)
+		r.opaque(tok, 24*time.Hour)
+		r.auth(tok, tok, tok, true)
+	}
+	perSecond := make([]int, 0, 180)
+	for range 180 {
+		r.tick(time.Second)
+		perSecond = append(perSecond, len(r.core.rechecks))
+		r.core.answerRechecks(nil, nil)
+	}
+	for minute := range 3 {
+		sum, peak := 0, 0
+		for _, c := range perSecond[minute*60 : minute*60+60] {
+			sum += c
+			peak = max(peak, c)
+		}
+		t.Logf("minute %d: %d re-checks, at most %d in one second", minute+1, sum, peak)
+		if minute > 0 && sum != n {
+			t.Errorf("minute %d: %d re-checks, want %d", minute+1, sum, n)
+		}
+		if peak > 2*n/60 {
+			t.Errorf("minute %d: %d re-checks in one second: not spread", minute+1, peak)
+		}
+	}
+}
+
 // What the machine keeps per admitted client, its lease included, beside the client's rights (counted
 // by auth's TestSessionMemory): 100 000 sessions fit in 32 MiB.
 func TestMemoryPerSession(t *testing.T) {
-	r := newRig(t, Options{DisconnectOnExpiry: true})
-	r.token("tok", time.Hour, "")
-	ids := make([]string, 100_000)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("device-%06d", i)
+	const n = 100_000
+	each := sessionBytes(t, Options{DisconnectOnExpiry: true}, n, 43)
+	t.Logf("%d sessions with leases: %.1f MiB, %d bytes each", n, float64(each*n)/(1<<20), each)
+	if each*n > 32<<20 {
+		t.Errorf("%d sessions take %.1f MiB, over 32 MiB", n, float64(each*n)/(1<<20))
 	}
-	conns := make([]Client, len(ids))
-	for i := range conns {
+}
+
+// With reintrospection_interval an introspected client's session also holds its token (43 bytes for
+// oidc-provider's opaque tokens; at most auth.MaxTokenBytes) and its place among the re-checks.
+func TestMemoryPerSessionReintrospected(t *testing.T) {
+	for _, tc := range []struct {
+		size  int
+		limit uint64
+	}{{43, 450}, {1024, 1450}} {
+		each := sessionBytes(t, Options{DisconnectOnExpiry: true, Reintrospect: time.Minute}, 10_000, tc.size)
+		t.Logf("%d-byte tokens: %d bytes per session", tc.size, each)
+		if each > tc.limit {
+			t.Errorf("%d-byte tokens: %d bytes per session, over %d", tc.size, each, tc.limit)
+		}
+	}
+}
+
+// sessionBytes admits n introspected clients, each with a token of its own of size bytes, copied for
+// each CONNECT as the plugin copies it out of the broker, and returns the heap each session takes.
+func sessionBytes(t *testing.T, opt Options, n, size int) uint64 {
+	r := newRig(t, opt)
+	ids, toks := make([]string, n), make([]string, n)
+	conns := make([]Client, n)
+	for i := range n {
+		ids[i] = fmt.Sprintf("device-%06d", i)
+		toks[i] = fmt.Sprintf("%0*d", size, i)
+		r.opaque(toks[i], time.Hour)
 		conns[i] = Client(unsafe.Pointer(new([16]byte)))
 	}
 	heap := func() uint64 {
@@ -441,14 +706,13 @@ func TestMemoryPerSession(t *testing.T) {
 	}
 	before := heap()
 	for i, id := range ids {
-		if a := r.m.BasicAuth(Conn{Client: conns[i], CleanSession: true}, auth.Request{ClientID: id, Password: "tok"}); a != Allow {
+		req := auth.Request{ClientID: id, Password: strings.Clone(toks[i])}
+		if a := r.m.BasicAuth(Conn{Client: conns[i], CleanSession: true}, req); a != Allow {
 			t.Fatal(a)
 		}
 	}
 	used := heap() - before
-	t.Logf("100000 sessions with leases: %.1f MiB, %d bytes each", float64(used)/(1<<20), used/100_000)
-	if used > 32<<20 {
-		t.Errorf("100000 sessions take %.1f MiB, over 32 MiB", float64(used)/(1<<20))
-	}
 	runtime.KeepAlive(conns)
+	runtime.KeepAlive(r)
+	return used / uint64(n)
 }

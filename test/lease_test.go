@@ -164,3 +164,109 @@ func TestRevokedTokenRefusedAtReconnect(t *testing.T) {
 	}
 	b.Alive()
 }
+
+// With reintrospection_interval, a token revoked at the IdP disconnects its client within a few
+// intervals, and the client of another token stays connected and keeps receiving. The re-checks cost
+// the IdP about one request per client per interval (counted at a proxy).
+func TestReintrospectionKicksRevoked(t *testing.T) {
+	e := newEnv(t)
+	proxy := newCountingProxy(t, e)
+	b := startBroker(t, "listener LISTENER\n"+pluginBlock(append(proxy.opts(), "reintrospection_interval", "1")...))
+	revoked := e.idp.Token("alice", aliceSecret, "")
+	kept := e.idp.Token("bob", "bob-secret", "")
+	victim, rc := connect3(t, b.Port, "victim", "alice", revoked)
+	if rc != 0 {
+		t.Fatalf("victim: CONNACK %#x", rc)
+	}
+	control, rc := connect5(t, b.Port, "control", "bob", kept)
+	if rc != 0 {
+		t.Fatalf("control: CONNACK %#x", rc)
+	}
+	control.Subscribe(t, "fleet/#")
+	start, before := time.Now(), proxy.introspections.Load()
+	time.Sleep(3 * time.Second)
+	rate := float64(proxy.introspections.Load()-before) / time.Since(start).Seconds()
+	t.Logf("re-checks of 2 clients every 1 s: %.1f introspection requests a second", rate)
+	if rate < 1 || rate > 3 {
+		t.Errorf("%.1f requests a second for 2 clients re-checked every second, want about 2", rate)
+	}
+
+	e.idp.Revoke(revoked)
+	revokedAt := time.Now()
+	select {
+	case at := <-victim.lost:
+		t.Logf("disconnected %v after the revocation", at.Sub(revokedAt).Round(time.Millisecond))
+	case <-time.After(5 * time.Second):
+		t.Fatalf("still connected 5 s after its token was revoked:\n%s", b.Log())
+	}
+	control.Publish(t, "fleet/after", "alive")
+	control.Expect(t, "fleet/after alive")
+	select {
+	case <-control.lost:
+		t.Error("the control client was disconnected")
+	default:
+	}
+	log := b.Log()
+	if n := strings.Count(log, "disconnecting"); n != 1 || !strings.Contains(log, `client "victim": token no longer valid at the identity provider`) {
+		t.Errorf("want one line disconnecting the victim, got %d:\n%s", n, log)
+	}
+	b.Alive()
+	b.AssertLogClean(revoked, kept)
+}
+
+// An IdP that stops answering while clients are re-checked disconnects nobody: the re-checks fail, the
+// circuit breaker opens, and every client stays connected and keeps exchanging messages.
+func TestReintrospectionSurvivesIdPOutage(t *testing.T) {
+	e := newEnv(t)
+	b := e.broker(t, "", "reintrospection_interval", "1", "timeout", "1")
+	pub, rc := connect3(t, b.Port, "pub", "alice", e.idp.Token("alice", aliceSecret, ""))
+	if rc != 0 {
+		t.Fatalf("pub: CONNACK %#x", rc)
+	}
+	sub, rc := connect5(t, b.Port, "sub", "bob", e.idp.Token("bob", "bob-secret", ""))
+	if rc != 0 {
+		t.Fatalf("sub: CONNACK %#x", rc)
+	}
+	sub.Subscribe(t, "fleet/#")
+	e.idp.Stop()
+	if !b.WaitLog("circuit breaker open", 8*time.Second) {
+		t.Errorf("the re-checks did not open the breaker:\n%s", b.Log())
+	}
+	time.Sleep(3 * time.Second) // more intervals with the breaker open
+	for _, c := range []*client{pub, sub} {
+		select {
+		case <-c.lost:
+			t.Fatalf("a client was disconnected while the IdP was down:\n%s", b.Log())
+		default:
+		}
+	}
+	pub.Publish(t, "fleet/during", "outage")
+	sub.Expect(t, "fleet/during outage")
+	if strings.Contains(b.Log(), "disconnecting") {
+		t.Errorf("the log disconnects someone:\n%s", b.Log())
+	}
+	b.Alive()
+}
+
+// Re-checks further apart than the IdP's keep-alive timeout (node's 5 s) find their kept connection
+// closed by the IdP, and must still reach it: a revoked token is seen at the check after the pause.
+func TestReintrospectionAfterKeepAlivePause(t *testing.T) {
+	e := newEnv(t)
+	b := e.broker(t, "", "reintrospection_interval", "6")
+	token := e.idp.Token("alice", aliceSecret, "")
+	victim, rc := connect5(t, b.Port, "victim", "alice", token)
+	if rc != 0 {
+		t.Fatalf("CONNACK %#x", rc)
+	}
+	time.Sleep(6500 * time.Millisecond) // one check happened, and the IdP closed its idle connection
+	e.idp.Revoke(token)
+	select {
+	case <-victim.lost:
+	case <-time.After(8 * time.Second):
+		t.Fatalf("still connected 8 s after its token was revoked:\n%s", b.Log())
+	}
+	if strings.Contains(b.Log(), "introspection failed") {
+		t.Errorf("a re-check failed:\n%s", b.Log())
+	}
+	b.Alive()
+}
