@@ -164,16 +164,19 @@ func newEngine(cfg *config.Config, intro verified.Verifier, jv *jwt.Verifier, lo
 	if cfg.CacheTTL == 0 && cfg.NegativeCacheTTL == 0 {
 		entries = 0
 	}
+	if intro != nil {
+		intro = &guarded{next: intro, log: log,
+			breaker: &breaker{threshold: cfg.BreakerFailures, cooldown: cfg.BreakerCooldown, now: now, log: log}}
+	}
 	e.v = &verifier{
+		source:   router{jwt: jv, intro: intro},
 		intro:    intro,
 		jwt:      jv,
 		cache:    cache.New[verdict](entries, now),
 		ttl:      cfg.CacheTTL,
 		negTTL:   cfg.NegativeCacheTTL,
-		breaker:  &breaker{threshold: cfg.BreakerFailures, cooldown: cfg.BreakerCooldown, now: now, log: log},
 		now:      now,
 		render:   e.render,
-		log:      log,
 		inflight: make(map[cache.Key]*call),
 	}
 	e.async.init(cfg.Timeout)

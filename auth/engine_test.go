@@ -31,7 +31,7 @@ func (f *fakeIdP) Verify(_ context.Context, tok string) (verified.Token, error) 
 	if !ok {
 		return verified.Token{}, fmt.Errorf("%w: inactive", introspect.ErrTokenInvalid)
 	}
-	return verified.Token{Claims: []byte(c)}, nil
+	return verified.Token{Claims: []byte(c), Source: verified.Introspection}, nil
 }
 
 type logRecorder struct {

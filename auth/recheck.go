@@ -29,7 +29,7 @@ func (e *Engine) Recheck(ctx context.Context, token string) (revoked bool, reaso
 		ctx, cancel = context.WithTimeout(ctx, e.cfg.Timeout)
 		defer cancel()
 	}
-	_, err := e.v.introspect(ctx, token)
+	_, err := e.v.intro.Verify(ctx, token)
 	switch {
 	case err == nil:
 		return false, ""

@@ -48,23 +48,21 @@ type call struct {
 	err  error
 }
 
-// verifier routes each token to local JWT verification or introspection, and wraps both with the cache
-// and request sharing, and introspection with the circuit breaker.
+// verifier is the cache and request sharing around one verified.Verifier, source: a router that sends
+// a JWT of jwt_issuer to the local check and anything else to introspection behind the circuit
+// breaker. Neither layer knows which check answered, nor the checks that they are cached.
 type verifier struct {
-	intro   verified.Verifier // nil without introspection_endpoint
-	jwt     *jwt.Verifier     // nil unless jwt_verification
-	cache   *cache.Cache[verdict]
-	ttl     time.Duration
-	negTTL  time.Duration
-	breaker *breaker
-	now     func() time.Time
-	render  func(verified.Token) verdict
-	log     Logger
-	// misconfigured is set once the IdP refused the broker's credentials or endpoint, so that this is
-	// logged loudly once, not at every CONNECT; an answer from the IdP clears it.
-	misconfigured atomic.Bool
-	mu            sync.Mutex
-	inflight      map[cache.Key]*call
+	source verified.Verifier
+	intro  verified.Verifier // introspection behind the breaker, for re-checks; nil without introspection_endpoint
+	jwt    *jwt.Verifier     // for checks with the keys held, without I/O; nil unless jwt_verification
+	cache  *cache.Cache[verdict]
+	ttl    time.Duration
+	negTTL time.Duration
+	now    func() time.Time
+	render func(verified.Token) verdict
+
+	mu       sync.Mutex
+	inflight map[cache.Key]*call
 }
 
 // cached answers from memory only.
@@ -99,50 +97,60 @@ func (v *verifier) verify(ctx context.Context, k cache.Key, token string) (verdi
 }
 
 func (v *verifier) ask(ctx context.Context, k cache.Key, token string) (verdict, error) {
-	res, introspected, err := v.route(ctx, token)
-	vd, err := v.record(k, res, err)
-	vd.introspected = introspected
-	return vd, err
+	res, err := v.source.Verify(ctx, token)
+	return v.record(k, res, err)
 }
 
 // errNotRoutable refuses a token that only introspection could check when there is none.
 var errNotRoutable = fmt.Errorf("%w: not a JWT of jwt_issuer, and no introspection_endpoint is set", introspect.ErrTokenInvalid)
 
-// route checks a token where it belongs: a JWT of the configured issuer locally, anything else by
-// introspection (introspected is then set). Only introspection counts for the circuit breaker: local
-// checks keep working while it is open, and their success says nothing about the introspection endpoint.
-func (v *verifier) route(ctx context.Context, token string) (tok verified.Token, introspected bool, err error) {
-	if v.jwt != nil && v.jwt.Issued(token) {
-		tok, err = v.jwt.Verify(ctx, token)
-		return tok, false, err
-	}
-	if v.intro == nil {
-		return verified.Token{}, false, errNotRoutable
-	}
-	tok, err = v.introspect(ctx, token)
-	return tok, true, err
+// router checks a token where it belongs: a JWT of the configured issuer locally, anything else by
+// introspection. Only introspection sits behind the circuit breaker: local checks keep working while it
+// is open, and their success says nothing about the introspection endpoint.
+type router struct {
+	jwt   *jwt.Verifier     // nil unless jwt_verification
+	intro verified.Verifier // nil without introspection_endpoint
 }
 
-// introspect asks the introspection endpoint about token through the circuit breaker, and tells the
-// breaker how the IdP did.
-func (v *verifier) introspect(ctx context.Context, token string) (verified.Token, error) {
-	if !v.breaker.allow() {
+func (r router) Verify(ctx context.Context, token string) (verified.Token, error) {
+	if r.jwt != nil && r.jwt.Issued(token) {
+		return r.jwt.Verify(ctx, token)
+	}
+	if r.intro == nil {
+		return verified.Token{}, errNotRoutable
+	}
+	return r.intro.Verify(ctx, token)
+}
+
+// guarded is a verifier behind the circuit breaker: it answers at once while the breaker is open, and
+// tells the breaker how each request went.
+type guarded struct {
+	next    verified.Verifier
+	breaker *breaker
+	log     Logger
+	// misconfigured is set once the IdP refused the broker's credentials or endpoint, so that this is
+	// logged loudly once, not at every CONNECT; an answer from the IdP clears it.
+	misconfigured atomic.Bool
+}
+
+func (g *guarded) Verify(ctx context.Context, token string) (verified.Token, error) {
+	if !g.breaker.allow() {
 		return verified.Token{}, errBreakerOpen
 	}
-	res, err := v.intro.Verify(ctx, token)
+	res, err := g.next.Verify(ctx, token)
 	switch {
 	case errors.Is(err, introspect.ErrMisconfigured):
 		// Not the IdP's health: the breaker would only hide the cause behind "breaker open".
-		if v.misconfigured.CompareAndSwap(false, true) {
-			v.log.Log(LevelError, "the identity provider refuses the broker's own requests ("+err.Error()+
+		if g.misconfigured.CompareAndSwap(false, true) {
+			g.log.Log(LevelError, "the identity provider refuses the broker's own requests ("+err.Error()+
 				"): every token that needs introspection is refused until this is fixed")
 		}
-	case err == nil || errors.Is(err, introspect.ErrTokenInvalid):
+	case err == nil || errors.Is(err, verified.ErrInvalid):
 		// A refusal is an answer: the IdP is healthy.
-		v.breaker.report(true)
-		v.misconfigured.Store(false)
+		g.breaker.report(true)
+		g.misconfigured.Store(false)
 	default:
-		v.breaker.report(false)
+		g.breaker.report(false)
 	}
 	return res, err
 }
@@ -219,6 +227,7 @@ func (v *verifier) record(k cache.Key, res verified.Token, err error) (verdict, 
 		return vd, nil
 	}
 	vd := v.render(res)
+	vd.introspected = res.Source == verified.Introspection
 	vd.valid, vd.expiry = true, res.Expiry
 	if v.ttl > 0 {
 		until := now.Add(v.ttl)

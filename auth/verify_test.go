@@ -40,7 +40,9 @@ func (s *scriptedIdP) Verify(ctx context.Context, tok string) (verified.Token, e
 	if err := s.errFor[tok]; err != nil {
 		return verified.Token{}, err
 	}
-	return s.res, s.err
+	res := s.res
+	res.Source = verified.Introspection // as introspect.Client says of its answers
+	return res, s.err
 }
 
 func (s *scriptedIdP) setErr(err error) {
