@@ -96,6 +96,18 @@ func CanDelay(c *config.Config) bool {
 		(!c.UsernameReplacement || c.ReplacementError == config.Deny)
 }
 
+// Mode says how checks run, for the start-up line: delayed when the broker offers delayed basic auth
+// (Mosquitto 2.1) and CanDelay allows it, else synchronously, and why.
+func Mode(delayAvailable, delay bool) string {
+	switch {
+	case !delayAvailable:
+		return "synchronous checks (this broker has no delayed basic auth)"
+	case !delay:
+		return "synchronous checks (a defer policy applies after verification, and a delayed check cannot defer)"
+	}
+	return "delayed checks on cache misses"
+}
+
 // Start checks req in the background. Its answer appears in Completed within the configured timeout
 // (a deny if the IdP did not answer in time).
 func (e *Engine) Start(req Request) {

@@ -112,14 +112,7 @@ func goPluginInit(opts *C.struct_mosquitto_opt, count C.int, delayAvailable C.in
 	if len(cfg.EnhancedAuthMethods) > 0 {
 		*extAuth = 1
 	}
-	mode := "delayed checks on cache misses"
-	switch {
-	case !v21:
-		mode = "synchronous checks (this broker has no delayed basic auth)"
-	case !delay:
-		mode = "synchronous checks (a defer policy applies after verification, and a delayed check cannot defer)"
-	}
-	logLine(auth.LevelInfo, "loaded, "+mode+": "+cfg.Summary())
+	logLine(auth.LevelInfo, "loaded, "+auth.Mode(v21, delay)+": "+cfg.Summary())
 	*handle = C.uintptr_t(cgo.NewHandle(inst))
 	return C.MOSQ_ERR_SUCCESS
 }
@@ -160,7 +153,13 @@ func goBasicAuth(handle C.uintptr_t, client *C.struct_mosquitto, username, passw
 		Registered:   inst.v21 && C.oauth2_client_registered(client) != 0,
 		CleanSession: bool(C.mosquitto_client_clean_session(client)),
 	}
-	switch inst.machine.BasicAuth(conn, req) {
+	return authRC(inst.machine.BasicAuth(conn, req))
+}
+
+// authRC maps the machine's answer to the codes BASIC_AUTH and EXT_AUTH_START may return: any other
+// code would drop the client without a CONNACK.
+func authRC(a sessions.Answer) C.int {
+	switch a {
 	case sessions.Allow:
 		return C.MOSQ_ERR_SUCCESS
 	case sessions.Defer:
@@ -185,13 +184,7 @@ func goExtAuthStart(handle C.uintptr_t, client *C.struct_mosquitto, method *C.ch
 		Address:  goString(C.mosquitto_client_address(client)),
 	}
 	conn := sessions.Conn{Client: sessions.Client(unsafe.Pointer(client)), CleanSession: bool(C.mosquitto_client_clean_session(client))}
-	switch inst.machine.ExtendedAuth(conn, goString(method), C.GoBytes(data, C.int(dataLen)), req) {
-	case sessions.Allow:
-		return C.MOSQ_ERR_SUCCESS
-	case sessions.Defer:
-		return C.MOSQ_ERR_PLUGIN_DEFER
-	}
-	return C.MOSQ_ERR_AUTH
+	return authRC(inst.machine.ExtendedAuth(conn, goString(method), C.GoBytes(data, C.int(dataLen)), req))
 }
 
 // goTick runs on the broker thread, on ticks after work was queued for it (the tick flags, see
