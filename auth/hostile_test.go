@@ -115,12 +115,6 @@ func TestNegativeEntriesStaySmall(t *testing.T) {
 	hostile := fmt.Errorf("%w: %s", introspect.ErrTokenInvalid, strings.Repeat(`{"kid":`, 47<<10/7))
 	idp := &scriptedIdP{err: hostile}
 	e, log := newTestEngine(t, idp, clk, opt("negative_cache_ttl", "10"))
-	heap := func() uint64 {
-		runtime.GC()
-		var m runtime.MemStats
-		runtime.ReadMemStats(&m)
-		return m.HeapAlloc
-	}
 	const n = 10_000
 	before := heap()
 	for i := range n {
@@ -155,12 +149,6 @@ func TestSessionMemory(t *testing.T) {
 	idp := &scriptedIdP{res: verified.Token{Claims: []byte(deviceClaims)}}
 	e, _ := newTestEngine(t, idp, clk, opt("acl_rule", "allow all users/%u/#"), opt("acl_rule", "allow subscribe broadcast/#"),
 		opt("acl_topics_claim", "topics"), opt("username_validation", "true"), opt("username_validation_template", "%%oidc-username%%"))
-	heap := func() uint64 {
-		runtime.GC()
-		var m runtime.MemStats
-		runtime.ReadMemStats(&m)
-		return m.HeapAlloc
-	}
 	const n = 10_000
 	// The cache entry is counted elsewhere (TestCacheMemory): one token for all sessions here.
 	e.Authenticate(context.Background(), Request{ClientID: "warm", Username: "alice", Password: token})

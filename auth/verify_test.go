@@ -343,17 +343,19 @@ const realisticClaims = `{"active":true,"scope":"openid profile email mqtt","cli
 "name":"Device 0042","given_name":"Device","family_name":"0042","email_verified":true,"sid":"a1b2c3d4-e5f6-7a8b-9c0d-e1f2a3b4c5d6",
 "acr":"1","azp":"device-fleet","session_state":"a1b2c3d4-e5f6-7a8b-9c0d-e1f2a3b4c5d6","jti":"0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"}`
 
+// heap is the Go heap in use after a collection, for the tests that state a memory bound.
+func heap() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
 // 100 000 cached tokens must fit in 64 MiB of Go heap.
 func TestCacheMemory(t *testing.T) {
 	idp := &scriptedIdP{res: verified.Token{Claims: []byte(realisticClaims)}}
 	e, _ := newTestEngine(t, idp, &testClock{t: time.Unix(1_000_000, 0)}, opt("cache_ttl", "300"),
 		opt("username_replacement", "true"), opt("username_replacement_template", "%%oidc-email%%"))
-	heap := func() uint64 {
-		runtime.GC()
-		var m runtime.MemStats
-		runtime.ReadMemStats(&m)
-		return m.HeapAlloc
-	}
 	before := heap()
 	for i := 0; i < 100_000; i++ {
 		if d := e.Authenticate(context.Background(), Request{Password: fmt.Sprintf("token-%08d-padding-to-a-realistic-opaque-length", i)}); d.Result != Allow {

@@ -233,20 +233,35 @@ func (m *Machine) BasicAuth(conn Conn, req auth.Request) Answer {
 	if !known {
 		d = m.core.Verify(context.Background(), req)
 	}
+	a, _ := m.answer(c, req, d)
+	return a
+}
+
+// check decides req on the broker thread: from memory when it can, else by asking the IdP within the
+// configured timeout.
+func (m *Machine) check(req auth.Request) auth.Decision {
+	if d, ok := m.core.FromMemory(req); ok {
+		return d
+	}
+	return m.core.Verify(context.Background(), req)
+}
+
+// answer carries out a decision taken on the broker thread: an accepted client gets its username and
+// is admitted, and its session is returned.
+func (m *Machine) answer(c Client, req auth.Request, d auth.Decision) (Answer, *session) {
 	switch d.Result {
 	case auth.Allow:
 		if d.Rename {
 			if err := m.broker.SetUsername(c, d.Username); err != nil {
 				m.logClient(auth.LevelError, req.ClientID, err.Error())
-				return Deny
+				return Deny, nil
 			}
 		}
-		m.admit(c, req.ClientID, cache.KeyOf(req.Password), req.Password, d)
-		return Allow
+		return Allow, m.admit(c, req.ClientID, cache.KeyOf(req.Password), req.Password, d)
 	case auth.Defer:
-		return Defer
+		return Defer, nil
 	}
-	return Deny
+	return Deny, nil
 }
 
 // ExtendedAuth decides an MQTT 5 CONNECT whose Authentication Method is one the operator enabled
@@ -278,35 +293,19 @@ func (m *Machine) ExtendedAuth(conn Conn, method string, data []byte, req auth.R
 		return m.reauthenticate(s, req)
 	}
 	m.drop(c)
-	d, fromMemory := m.core.FromMemory(req)
-	if !fromMemory {
-		d = m.core.Verify(context.Background(), req)
-	}
-	switch d.Result {
-	case auth.Allow:
-		if d.Rename {
-			if err := m.broker.SetUsername(c, d.Username); err != nil {
-				m.logClient(auth.LevelError, req.ClientID, err.Error())
-				return Deny
-			}
-		}
-		s := m.admit(c, req.ClientID, cache.KeyOf(token), token, d)
+	d := m.check(req)
+	a, s := m.answer(c, req, d)
+	if s != nil {
 		s.subject, s.username, s.connectUsername = d.Subject, d.Username, req.Username
-		return Allow
-	case auth.Defer:
-		return Defer
 	}
-	return Deny
+	return a
 }
 
 // reauthenticate checks a connected client's new token as its CONNECT was checked, and keeps the
 // session only for a token of the same subject that renders the same username.
 func (m *Machine) reauthenticate(s *session, req auth.Request) Answer {
 	req.Username = s.connectUsername
-	d, fromMemory := m.core.FromMemory(req)
-	if !fromMemory {
-		d = m.core.Verify(context.Background(), req)
-	}
+	d := m.check(req)
 	switch {
 	case d.Result != auth.Allow:
 		m.endReauth(s, "the new token is not valid")

@@ -44,13 +44,9 @@ func (p *countingProxy) opts() []string {
 	return []string{"introspection_endpoint", p.URL + "/token/introspection", "client_id", "broker", "client_secret", brokerSecret}
 }
 
-// With cache_ttl, devices reconnecting with the same token need no new request, and refusals are
-// remembered too.
-func TestCacheSparesTheIdP(t *testing.T) {
-	e := newEnv(t)
-	proxy := newCountingProxy(t, e)
-	b := startBroker(t, "listener LISTENER\n"+pluginBlock(append(proxy.opts(), "cache_ttl", "300")...))
-	token := e.idp.Token("alice", aliceSecret, "")
+// connectFour connects four devices with one token, alternating MQTT 3.1.1 and 5.
+func connectFour(t *testing.T, b *broker, token string) []*client {
+	t.Helper()
 	var clients []*client
 	for i, p := range []connectFunc{connect3, connect5, connect3, connect5} {
 		c, rc := p(t, b.Port, "dev-"+string(rune('a'+i)), "alice", token)
@@ -59,6 +55,17 @@ func TestCacheSparesTheIdP(t *testing.T) {
 		}
 		clients = append(clients, c)
 	}
+	return clients
+}
+
+// With cache_ttl, devices reconnecting with the same token need no new request, and refusals are
+// remembered too.
+func TestCacheSparesTheIdP(t *testing.T) {
+	e := newEnv(t)
+	proxy := newCountingProxy(t, e)
+	b := startBroker(t, "listener LISTENER\n"+pluginBlock(append(proxy.opts(), "cache_ttl", "300")...))
+	token := e.idp.Token("alice", aliceSecret, "")
+	connectFour(t, b, token)
 	if n := proxy.introspections.Load(); n != 1 {
 		t.Errorf("4 connects with one token made %d introspection requests, want 1", n)
 	}
@@ -80,14 +87,7 @@ func TestReloadAsksNothing(t *testing.T) {
 	proxy := newCountingProxy(t, e)
 	b := startBroker(t, "listener LISTENER\n"+pluginBlock(proxy.opts()...))
 	token := e.idp.Token("alice", aliceSecret, "")
-	var clients []*client
-	for i, p := range []connectFunc{connect3, connect5, connect3, connect5} {
-		c, rc := p(t, b.Port, "dev-"+string(rune('a'+i)), "alice", token)
-		if rc != 0 {
-			t.Fatalf("connect %d: %#x", i, rc)
-		}
-		clients = append(clients, c)
-	}
+	clients := connectFour(t, b, token)
 	if n := proxy.introspections.Load(); n != 4 {
 		t.Errorf("4 connects without a cache made %d introspection requests, want 4", n)
 	}

@@ -65,13 +65,22 @@ func connect3(t *testing.T, port int, id, user, pass string) (*client, byte) {
 // connect5 connects with MQTT 5 and returns the CONNACK reason code; the client is nil unless 0.
 func connect5(t *testing.T, port int, id, user, pass string) (*client, byte) {
 	t.Helper()
+	return connectV5(t, port, nil, &paho.Connect{ClientID: id, KeepAlive: 30, CleanStart: true,
+		Username: user, UsernameFlag: user != "", Password: []byte(pass), PasswordFlag: pass != ""})
+}
+
+// connectV5 sends cp with paho's v5 client (auther, when set, handles enhanced authentication) and
+// returns the CONNACK reason code; the client is nil unless 0.
+func connectV5(t *testing.T, port int, auther paho.Auther, cp *paho.Connect) (*client, byte) {
+	t.Helper()
 	c := &client{msgs: make(chan string, 100), lost: make(chan time.Time, 1)}
 	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.v5 = paho.NewClient(paho.ClientConfig{
-		Conn: conn,
+		Conn:        conn,
+		AuthHandler: auther,
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 			c.msgs <- pr.Packet.Topic + " " + string(pr.Packet.Payload)
 			return true, nil
@@ -79,8 +88,6 @@ func connect5(t *testing.T, port int, id, user, pass string) (*client, byte) {
 		OnServerDisconnect: func(*paho.Disconnect) { c.connectionLost() },
 		OnClientError:      func(error) { c.connectionLost() },
 	})
-	cp := &paho.Connect{ClientID: id, KeepAlive: 30, CleanStart: true,
-		Username: user, UsernameFlag: user != "", Password: []byte(pass), PasswordFlag: pass != ""}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	ca, err := c.v5.Connect(ctx, cp)

@@ -4,8 +4,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -24,35 +22,8 @@ func (staticAuther) Authenticated()                     {}
 // data as the Authentication Data. It returns the CONNACK reason code; the client is nil unless 0.
 func connectExt(t *testing.T, port int, id, method string, data []byte) (*client, byte) {
 	t.Helper()
-	c := &client{msgs: make(chan string, 100), lost: make(chan time.Time, 1)}
-	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.v5 = paho.NewClient(paho.ClientConfig{
-		Conn:        conn,
-		AuthHandler: staticAuther{},
-		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-			c.msgs <- pr.Packet.Topic + " " + string(pr.Packet.Payload)
-			return true, nil
-		}},
-		OnServerDisconnect: func(*paho.Disconnect) { c.connectionLost() },
-		OnClientError:      func(error) { c.connectionLost() },
-	})
-	cp := &paho.Connect{ClientID: id, KeepAlive: 30, CleanStart: true,
-		Properties: &paho.ConnectProperties{AuthMethod: method, AuthData: data}}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	ca, err := c.v5.Connect(ctx, cp)
-	if ca == nil {
-		conn.Close()
-		return nil, noConnack
-	}
-	if err != nil || ca.ReasonCode != 0 {
-		return nil, ca.ReasonCode
-	}
-	t.Cleanup(func() { c.v5.Disconnect(&paho.Disconnect{}) })
-	return c, 0
+	return connectV5(t, port, staticAuther{}, &paho.Connect{ClientID: id, KeepAlive: 30, CleanStart: true,
+		Properties: &paho.ConnectProperties{AuthMethod: method, AuthData: data}})
 }
 
 // reauth sends AUTH 0x19 with a new token and reports whether the broker answered success.
