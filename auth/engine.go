@@ -60,7 +60,7 @@ type Request struct {
 // Expiry is when an accepted client's token expires (zero when it has no exp): its lease ends then.
 // Subject is its token's sub: a re-authentication must bring a token of the same one. Introspected is
 // set for an accepted client whose token the IdP vouched for by introspection (not a JWT verified
-// locally): only such a token can be checked again with Recheck.
+// locally): only such a token can be checked again (StartRecheck).
 type Decision struct {
 	Result       Result
 	Rename       bool
@@ -351,7 +351,7 @@ func (e *Engine) decide(req Request, vd verdict) Decision {
 		if err != nil {
 			return e.refuse(req, c.TokenVerificationError, err.Error())
 		}
-		d.Session = &Session{clientID: req.ClientID, grants: grants, expiry: vd.expiry}
+		d.Session = &Session{grants: grants, expiry: vd.expiry}
 	}
 	return d
 }

@@ -2,14 +2,16 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/cache"
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/introspect"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/verified"
 )
 
-// Recheck asks the introspection endpoint again about the token of a connected client that was
+// askAgain asks the introspection endpoint again about the token of a connected client that was
 // admitted by introspection (reintrospection_interval). revoked is set only on a definitive answer: the
 // IdP says the token is inactive, expired or refused. An IdP that fails, is misconfigured or sits
 // behind an open circuit breaker gives no verdict: revoked is false and reason says why, since an
@@ -20,7 +22,7 @@ import (
 // A refusal replaces the token's entry, if any, so that a client disconnected for it cannot come back
 // with the same token from the cache: it is remembered for negative_cache_ttl like any refusal.
 // Requests in flight for the same token are not shared: their answer may predate the revocation.
-func (e *Engine) Recheck(ctx context.Context, token string) (revoked bool, reason string) {
+func (e *Engine) askAgain(ctx context.Context, token string) (revoked bool, reason string) {
 	if e.v.intro == nil {
 		return false, "no introspection_endpoint"
 	}
@@ -33,10 +35,11 @@ func (e *Engine) Recheck(ctx context.Context, token string) (revoked bool, reaso
 	switch {
 	case err == nil:
 		return false, ""
-	case invalid(err):
+	case invalid(err) && !errors.Is(err, introspect.ErrRequestRefused):
 		e.v.refused(cache.KeyOf(token), err)
 		return true, boundedReason(err)
 	}
+	// Also a 4xx instead of an answer: a proxy or firewall in front of the IdP must not kick a fleet.
 	return false, boundedReason(err)
 }
 
@@ -80,7 +83,7 @@ type recheckJob struct {
 	token string
 }
 
-// StartRecheck re-checks token in the background (see Recheck) and queues the outcome for Rechecked,
+// StartRecheck re-checks token in the background (see askAgain) and queues the outcome for Rechecked,
 // under ref, within the configured timeout; the wake-up set with OnCompletion is called then. It never
 // blocks: it returns false, and queues nothing, when maxRecheckQueue checks already wait.
 func (e *Engine) StartRecheck(ref uint64, token string) bool {
@@ -122,7 +125,7 @@ func (e *Engine) recheck(j recheckJob) {
 			n()
 		}
 	}()
-	out.Revoked, out.Reason = e.Recheck(e.async.ctx, j.token)
+	out.Revoked, out.Reason = e.askAgain(e.async.ctx, j.token)
 }
 
 // Rechecked moves the outcomes of finished re-checks into dst and returns it. Broker thread, at each tick.

@@ -30,6 +30,8 @@ func TestRecheck(t *testing.T) {
 		{"inactive", nil, nil, errInactive, true, "inactive", 1},
 		{"IdP down", nil, nil, errDown, false, "connection refused", 1},
 		{"broker misconfigured", nil, nil, errMisconf, false, "status 401", 1},
+		// A proxy answering 4xx for the IdP refuses a CONNECT but is no proof of revocation.
+		{"a 4xx instead of an answer", nil, nil, fmt.Errorf("%w: %w (status 400)", introspect.ErrTokenInvalid, introspect.ErrRequestRefused), false, "status 400", 1},
 		{"breaker open", []config.Option{opt("circuit_breaker_failures", "2")}, []error{errDown, errDown}, errInactive, false, "circuit breaker open", 2},
 		{"breaker off", []config.Option{opt("circuit_breaker_failures", "0")}, []error{errDown, errDown}, errInactive, true, "inactive", 3},
 		{"the cache is bypassed", []config.Option{opt("cache_ttl", "300")}, nil, errInactive, true, "inactive", 1},
@@ -44,10 +46,10 @@ func TestRecheck(t *testing.T) {
 			connects := idp.calls.Load()
 			for _, err := range tc.before {
 				idp.setErr(err)
-				e.Recheck(context.Background(), token)
+				e.askAgain(context.Background(), token)
 			}
 			idp.setErr(tc.answer)
-			revoked, reason := e.Recheck(context.Background(), token)
+			revoked, reason := e.askAgain(context.Background(), token)
 			if revoked != tc.wantRevoked || (tc.wantReason == "") != (reason == "") || !strings.Contains(reason, tc.wantReason) {
 				t.Errorf("Recheck = %v, %q; want %v, %q", revoked, reason, tc.wantRevoked, tc.wantReason)
 			}
@@ -75,7 +77,7 @@ func TestRecheckRefusalReplacesCacheEntry(t *testing.T) {
 				t.Fatal("the admission was not cached")
 			}
 			idp.setErr(errInactive)
-			if revoked, _ := e.Recheck(context.Background(), token); !revoked {
+			if revoked, _ := e.askAgain(context.Background(), token); !revoked {
 				t.Fatal("not revoked")
 			}
 			d, known := e.FromMemory(req)

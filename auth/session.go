@@ -10,14 +10,9 @@ import (
 // Session is what the engine keeps of an accepted client for its ACL checks: its grants, rendered once
 // at CONNECT, and when its token expires. It never changes, so the broker thread reads it without a lock.
 type Session struct {
-	clientID string
-	grants   *acl.Grants
-	expiry   time.Time // zero: the token had no exp
+	grants *acl.Grants
+	expiry time.Time // zero: the token had no exp
 }
-
-// ClientID is the client id the session was made for. The plugin compares it with the client of each
-// check, so a session can never serve another connection.
-func (s *Session) ClientID() string { return s.clientID }
 
 // Authorize decides one ACL check. s is the session of the client, nil for a client this plugin did not
 // admit (a password_file user, say), whose checks are left to acl_file or the next plugin. It does no

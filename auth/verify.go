@@ -209,7 +209,7 @@ func (v *verifier) sweep(ctx context.Context) {
 
 // invalid reports whether err refuses the token itself, as opposed to the IdP failing to answer.
 func invalid(err error) bool {
-	return errors.Is(err, introspect.ErrTokenInvalid) || errors.Is(err, jwt.ErrTokenInvalid)
+	return errors.Is(err, verified.ErrInvalid)
 }
 
 // record turns a check's outcome into a verdict and caches it: a valid token until the earlier of its

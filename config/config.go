@@ -152,7 +152,7 @@ var options = []struct{ key, help string }{
 	{"jwks_endpoint", "URL of the issuer's JWK set, instead of discovery (default: jwks_uri of the discovery document)"},
 	{"jwt_audience", "space-separated audiences; the token's aud must hold one (default: aud not checked)"},
 	{"jwt_algorithms", "space-separated JWS algorithms allowed (default RS256 RS384 RS512 ES256 ES384 ES512 PS256 PS384 PS512 EdDSA)"},
-	{"jwt_clock_skew", "seconds of leeway on exp, nbf and iat (default 30)"},
+	{"jwt_clock_skew", "seconds of leeway on nbf and iat, not exp (default 30)"},
 	{"acl_rule", "allow|deny publish|subscribe|all TOPIC [when CLAIM[=VALUE]]; repeatable (default: none)"},
 	{"acl_topics_claim", "claim (path) listing topic filters the client may publish and subscribe to (default: none)"},
 	{"acl_claim", "claim (path) holding an ACL in EMQX's format (default: none)"},
@@ -371,8 +371,6 @@ func (p *parser) template(key string, enabled bool, enabledBy string) *template.
 	return t
 }
 
-// jwt reads the options of local JWT verification. They are refused while jwt_verification is off:
-// whoever set them expected tokens to be checked that way.
 // methods reads a list of MQTT 5 Authentication Method names: UTF-8 strings in MQTT, kept here to
 // printable ASCII without spaces, as every method name in use is.
 func (p *parser) methods(key string) []string {
@@ -394,6 +392,8 @@ func (p *parser) methods(key string) []string {
 	return names
 }
 
+// jwt reads the options of local JWT verification. They are refused while jwt_verification is off:
+// whoever set them expected tokens to be checked that way.
 func (p *parser) jwt(c *Config) {
 	c.JWTVerification = p.boolean("jwt_verification", false)
 	keys := []string{"jwt_issuer", "jwks_endpoint", "jwt_audience", "jwt_algorithms", "jwt_clock_skew"}

@@ -47,10 +47,15 @@ var ErrTokenInvalid = verified.ErrInvalid
 // response. Callers must not cache it.
 var ErrIdPUnavailable = verified.Class("introspection failed", verified.ErrUnavailable)
 
+// ErrRequestRefused comes with ErrTokenInvalid when the identity provider refused the request for this
+// token with a 4xx instead of answering it: enough to refuse a CONNECT, but no proof that a token it
+// once vouched for was revoked, since a proxy in front of it can answer the same way.
+var ErrRequestRefused = errors.New("the identity provider refused the token")
+
 // ErrMisconfigured means the identity provider refused the broker's own
 // request, whatever the token: its client credentials (401, 403, or a 400
 // whose error is invalid_client or unauthorized_client), or the endpoint
-// (404, 405, a redirect). It also wraps ErrIdPUnavailable, since no verdict
+// (404, 405, a redirect). Errors built with it also wrap ErrIdPUnavailable, since no verdict
 // was obtained, but it says nothing about the identity provider's health, so
 // a circuit breaker should not count it.
 var ErrMisconfigured = errors.New("the identity provider refused the broker's request")
@@ -336,9 +341,9 @@ func statusError(resp *http.Response) error {
 			return fmt.Errorf("%w: %w: %s (status %d), check client_id and client_secret", ErrIdPUnavailable, ErrMisconfigured, oauthErr, code)
 		}
 		if oauthErr != "" {
-			return fmt.Errorf("%w: the identity provider refused the token: %s (status %d)", ErrTokenInvalid, oauthErr, code)
+			return fmt.Errorf("%w: %w: %s (status %d)", ErrTokenInvalid, ErrRequestRefused, oauthErr, code)
 		}
-		return fmt.Errorf("%w: the identity provider refused the token (status %d)", ErrTokenInvalid, code)
+		return fmt.Errorf("%w: %w (status %d)", ErrTokenInvalid, ErrRequestRefused, code)
 	}
 	return fmt.Errorf("%w: status %d", ErrIdPUnavailable, code) // 1xx, 2xx other than 200
 }

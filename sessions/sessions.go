@@ -15,6 +15,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 	"unsafe"
 
@@ -109,6 +110,8 @@ type session struct {
 	// the token's subject and the username the client got, and the username its CONNECT carried, which
 	// the templates are applied to again.
 	subject, username, connectUsername string
+	// extended: admitted by enhanced authentication, with no password for the SIGHUP re-check to bring.
+	extended bool
 }
 
 // recheck is what an online session whose token is re-introspected keeps: the token itself, the only
@@ -197,13 +200,15 @@ func (m *Machine) Close() {
 }
 
 // BasicAuth decides a CONNECT's username and password (BASIC_AUTH). A connection that already holds a
-// session with this token is Mosquitto's re-check on SIGHUP: its lease answers, without the IdP or the
-// cache, so a reload costs no request however many clients are connected.
+// session with this token is Mosquitto's re-check on SIGHUP, of connected clients and offline
+// persistent sessions alike: its lease answers, without the IdP or the cache, so a reload costs no
+// request however many clients there are. A client admitted by enhanced authentication sent no
+// password, and is answered by its lease too.
 func (m *Machine) BasicAuth(conn Conn, req auth.Request) Answer {
 	m.dropForgotten()
 	defer m.arm()
 	c := conn.Client
-	if s := m.sessions[c]; s != nil && s.online && s.clientID == req.ClientID && s.token == cache.KeyOf(req.Password) {
+	if s := m.sessions[c]; s != nil && s.clientID == req.ClientID && (s.extended || s.token == cache.KeyOf(req.Password)) {
 		if s.expired(m.now()) {
 			m.logLease(s, "token expired; refused at the broker's re-check")
 			m.drop(c)
@@ -211,9 +216,11 @@ func (m *Machine) BasicAuth(conn Conn, req auth.Request) Answer {
 		}
 		return Allow
 	}
-	// This connection's previous answer, if any, no longer holds; and an address freed by an earlier
-	// client must not lend its session to this one.
+	// This connection's previous answer, if any, no longer holds; an address freed by an earlier
+	// client must not lend its session to this one; and a kick queued for an earlier connection with
+	// this client id must not hit this one.
 	m.drop(c)
+	m.cancelKicks(req.ClientID)
 	d, known := m.core.FromMemory(req)
 	if !known && m.opt.Delay && m.delayable(conn, req) {
 		if m.core.RenamesClients() {
@@ -293,12 +300,20 @@ func (m *Machine) ExtendedAuth(conn Conn, method string, data []byte, req auth.R
 		return m.reauthenticate(s, req)
 	}
 	m.drop(c)
+	m.cancelKicks(req.ClientID)
 	d := m.check(req)
 	a, s := m.answer(c, req, d)
 	if s != nil {
+		s.extended = true
 		s.subject, s.username, s.connectUsername = d.Subject, d.Username, req.Username
 	}
 	return a
+}
+
+// cancelKicks forgets the kicks queued for client id: a new connection is authenticating with it, and a
+// kick by id would disconnect that one instead of the connection it was meant for, which has gone.
+func (m *Machine) cancelKicks(clientID string) {
+	m.kicks = slices.DeleteFunc(m.kicks, func(k kick) bool { return k.clientID == clientID })
 }
 
 // reauthenticate checks a connected client's new token as its CONNECT was checked, and keeps the
@@ -310,8 +325,9 @@ func (m *Machine) reauthenticate(s *session, req auth.Request) Answer {
 	case d.Result != auth.Allow:
 		m.endReauth(s, "the new token is not valid")
 		return Deny
-	case d.Subject != s.subject || d.Username != s.username:
-		m.endReauth(s, "the new token is another subject's")
+	case d.Subject == "" || d.Subject != s.subject || d.Username != s.username:
+		// Without a sub there is no telling whose token it is: it cannot renew anyone's session.
+		m.endReauth(s, "the new token is another subject's, or has none")
 		return Deny
 	}
 	s.token, s.rights = cache.KeyOf(req.Password), d.Session
@@ -422,6 +438,10 @@ func (m *Machine) Disconnect(c Client, sessionEnds bool) {
 	s.online = false
 	m.stopRecheck(s)
 	switch {
+	case !sessionEnds && s.lease.at.IsZero():
+		// A persistent session outlives its connection, but a lease without an end would keep it here
+		// for good: the broker tells nobody when the session finally expires.
+		m.forget(c)
 	case sessionEnds && s.rights == nil:
 		m.drop(c) // no rights for its Will's check to need: no reason to wait for a tick
 	case sessionEnds:
@@ -443,6 +463,7 @@ func (m *Machine) ACLCheck(c Client, clientID string, access acl.Access, topic s
 // ended or whose token the IdP refused on a re-check, starts due re-checks, and completes delayed checks.
 func (m *Machine) Tick() {
 	m.dropForgotten()
+	m.armed = time.Time{} // the timer fired, or will be set again below: arm must not skip it
 	now := m.now()
 	for s := m.leases.due(now); s != nil; s = m.leases.due(now) {
 		switch {

@@ -423,6 +423,54 @@ func TestLifecycle(t *testing.T) {
 				r.t.Errorf("kicks: %v", r.broker.kicks)
 			}
 		}},
+		{"SIGHUP's re-check of an enhanced-auth client, which sent no password, is answered by its lease", Options{}, func(r *rig) {
+			r.token("tok", time.Minute, "")
+			r.ext("a", "dev", "tok")
+			calls := r.core.calls
+			if a := r.auth("a", "dev", "", true); a != Allow || r.core.calls != calls {
+				r.t.Errorf("re-check without a password: %v, %d core calls", a, r.core.calls-calls)
+			}
+			r.now = r.now.Add(time.Minute)
+			if a := r.auth("a", "dev", "", true); a != Deny {
+				r.t.Errorf("re-check after exp: %v", a)
+			}
+		}},
+		{"SIGHUP's re-check of an offline persistent session is answered by its lease", Options{}, func(r *rig) {
+			r.token("tok", time.Minute, "")
+			r.auth("a", "dev", "tok", false)
+			r.m.Disconnect(r.conn("a"), false)
+			calls := r.core.calls
+			if a := r.auth("a", "dev", "tok", false); a != Allow || r.core.calls != calls || !r.rights("a", "dev") {
+				r.t.Errorf("re-check of an offline session: %v, %d core calls", a, r.core.calls-calls)
+			}
+		}},
+		{"an offline persistent session whose token has no exp goes at the next tick", Options{}, func(r *rig) {
+			r.token("tok", 0, "")
+			r.auth("a", "dev", "tok", false)
+			r.m.Disconnect(r.conn("a"), false)
+			r.tick(0)
+			if len(r.m.sessions) != 0 {
+				r.t.Errorf("%d sessions kept", len(r.m.sessions))
+			}
+		}},
+		{"a kick queued for a connection that went does not hit the next one with its id", Options{}, func(r *rig) {
+			r.token("tok", time.Minute, "")
+			r.ext("a", "dev", "tok")
+			r.ext("a", "dev", "garbage") // re-auth refused: a kick is queued for "dev"
+			r.m.Disconnect(r.conn("a"), true)
+			r.auth("b", "dev", "tok", true) // the device is back on a new connection before the tick
+			r.tick(0)
+			if len(r.broker.kicks) != 0 || !r.rights("b", "dev") {
+				r.t.Errorf("kicks %v", r.broker.kicks)
+			}
+		}},
+		{"re-authentication needs a subject", Options{}, func(r *rig) {
+			r.core.decisions["nosub"] = auth.Decision{Result: auth.Allow, Session: &auth.Session{}}
+			r.ext("a", "dev", "nosub")
+			if a := r.ext("a", "dev", "nosub"); a != Deny {
+				r.t.Errorf("re-auth with tokens without sub: %v", a)
+			}
+		}},
 		{"SIGHUP's re-check of a connected client is never delayed", Options{Delay: true}, func(r *rig) {
 			r.core.delayed["tok"] = true
 			a := r.m.BasicAuth(Conn{Client: r.conn("a"), Registered: true, CleanSession: true}, auth.Request{ClientID: "dev", Password: "tok"})

@@ -21,16 +21,6 @@ const (
 	LocalJWT
 )
 
-func (s Source) String() string {
-	switch s {
-	case Introspection:
-		return "introspection"
-	case LocalJWT:
-		return "local JWT check"
-	}
-	return "unknown"
-}
-
 // Token is a token a verifier accepted.
 type Token struct {
 	// Claims is the introspection answer or the JWT payload: a JSON object without duplicate members.
