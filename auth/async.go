@@ -15,6 +15,7 @@ import (
 // by an unbounded burst. They live as long as the engine, so a check costs no new goroutine and no
 // stack growth (the HTTP client's stack is deep). More waiting clients queue, within their own
 // deadline, up to maxQueued; beyond that a check is refused at once.
+//
 // maxQueuedBytes bounds the client-sent bytes (token, client id, username) that queued checks hold,
 // whatever their count: 16384 clients with honest 1 KiB tokens fit four times over, and a flood of
 // long client ids and usernames (up to 64 KiB each in MQTT) cannot make the queue grow past it.

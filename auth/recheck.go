@@ -114,7 +114,7 @@ func (e *Engine) recheckWork() {
 
 // recheck runs one job and queues its outcome, whatever happens: a panic gives no verdict.
 func (e *Engine) recheck(j recheckJob) {
-	out := Rechecked{Ref: j.ref, Reason: "internal error"}
+	out := Rechecked{Ref: j.ref}
 	defer func() {
 		if r := recover(); r != nil {
 			out = Rechecked{Ref: j.ref, Reason: "internal error"}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/cache"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/config"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/introspect"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/verified"
@@ -279,7 +280,7 @@ func TestStartCompletes(t *testing.T) {
 		t.Fatalf("completions %+v", got)
 	}
 	for _, c := range got {
-		want := Completion{ClientID: "good", Decision: Decision{Result: Allow, Rename: true, Username: "alice", Introspected: true}}
+		want := Completion{ClientID: "good", Decision: Decision{Result: Allow, Rename: true, Username: "alice", Introspected: true, Token: cache.KeyOf(token)}}
 		if c.ClientID == "bad" {
 			want = Completion{ClientID: "bad", Decision: Decision{Result: Deny}}
 		}

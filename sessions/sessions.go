@@ -126,7 +126,6 @@ type recheck struct {
 // admission is what a delayed check that succeeded hands to the CONNECT event it fires.
 type admission struct {
 	decision auth.Decision
-	token    cache.Key
 	secret   string // the token itself, kept only with Options.Reintrospect
 }
 
@@ -139,7 +138,6 @@ type kick struct {
 // pending is a delayed check in flight.
 type pending struct {
 	attempt uint64
-	token   cache.Key
 	secret  string // the token itself, kept only with Options.Reintrospect
 }
 
@@ -233,7 +231,7 @@ func (m *Machine) BasicAuth(conn Conn, req auth.Request) Answer {
 		}
 		m.attempts++
 		req.Attempt = m.attempts
-		m.pending[req.ClientID] = pending{attempt: req.Attempt, token: cache.KeyOf(req.Password), secret: m.keepable(req.Password)}
+		m.pending[req.ClientID] = pending{attempt: req.Attempt, secret: m.keepable(req.Password)}
 		m.core.Start(req)
 		return Delayed
 	}
@@ -264,7 +262,7 @@ func (m *Machine) answer(c Client, req auth.Request, d auth.Decision) (Answer, *
 				return Deny, nil
 			}
 		}
-		return Allow, m.admit(c, req.ClientID, cache.KeyOf(req.Password), req.Password, d)
+		return Allow, m.admit(c, req.ClientID, req.Password, d)
 	case auth.Defer:
 		return Defer, nil
 	}
@@ -330,7 +328,7 @@ func (m *Machine) reauthenticate(s *session, req auth.Request) Answer {
 		m.endReauth(s, "the new token is another subject's, or has none")
 		return Deny
 	}
-	s.token, s.rights = cache.KeyOf(req.Password), d.Session
+	s.token, s.rights = d.Token, d.Session
 	m.leases.set(s, d.Expiry)
 	// The old token's re-check, in flight or due, must not speak for the new one.
 	m.stopRecheck(s)
@@ -375,11 +373,11 @@ func (m *Machine) keepable(token string) string {
 // session's connection that was never freed) loses its own, but not at once: on a takeover the broker
 // sends the old connection's Will after this BASIC_AUTH. secret is the token itself, kept only if it is
 // to be re-checked (see startRechecks).
-func (m *Machine) admit(c Client, clientID string, token cache.Key, secret string, d auth.Decision) *session {
+func (m *Machine) admit(c Client, clientID string, secret string, d auth.Decision) *session {
 	if old, ok := m.byID[clientID]; ok && old != c {
 		m.forget(old)
 	}
-	s := &session{client: c, clientID: clientID, token: token, rights: d.Session, online: true,
+	s := &session{client: c, clientID: clientID, token: d.Token, rights: d.Session, online: true,
 		lease: slot{index: -1}}
 	m.sessions[c] = s
 	m.byID[clientID] = c
@@ -421,7 +419,7 @@ func (m *Machine) Connect(c Client, clientID string) {
 			return
 		}
 	}
-	m.admit(c, clientID, a.token, a.secret, a.decision)
+	m.admit(c, clientID, a.secret, a.decision)
 }
 
 // Disconnect handles a connection that goes offline: DISCONNECT, and Mosquitto 2.1's CLIENT_OFFLINE for
@@ -515,7 +513,7 @@ func (m *Machine) complete(c auth.Completion) {
 	}()
 	allow := c.Decision.Result == auth.Allow
 	if allow {
-		m.accepted[c.ClientID] = admission{decision: c.Decision, token: p.token, secret: p.secret}
+		m.accepted[c.ClientID] = admission{decision: c.Decision, secret: p.secret}
 		defer delete(m.accepted, c.ClientID)
 	}
 	m.broker.Complete(c.ClientID, allow)

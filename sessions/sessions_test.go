@@ -13,6 +13,7 @@ import (
 
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/acl"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/auth"
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/cache"
 )
 
 // fakeCore answers each token with the decision scripted for it; a token with delayed set misses the
@@ -46,6 +47,9 @@ func (f *fakeCore) Verify(_ context.Context, req auth.Request) auth.Decision {
 
 func (f *fakeCore) decision(token string) auth.Decision {
 	if d, ok := f.decisions[token]; ok {
+		if d.Result == auth.Allow {
+			d.Token = cache.KeyOf(token) // as the engine hands it over
+		}
 		return d
 	}
 	return auth.Decision{Result: auth.Deny}
