@@ -386,6 +386,10 @@ func (e *Engine) refuseAt(level Level, req Request, p config.Policy, reason stri
 	if p == config.Defer {
 		r = Defer
 	}
-	e.log.Log(level, fmt.Sprintf("client %s from %s: %s (%s)", logtext.Quote(req.ClientID), req.Address, reason, r))
+	who := "client " + logtext.Quote(req.ClientID)
+	if req.Address != "" { // a client the broker made up (2.1's HTTP API) has none
+		who += " from " + req.Address
+	}
+	e.log.Log(level, fmt.Sprintf("%s: %s (%s)", who, reason, r))
 	return Decision{Result: r}
 }

@@ -27,15 +27,20 @@ func (f tickFlags) set() {
 	}
 }
 
-// ring makes the next tick call goTick and says whether the doorbell must ring: only for the first
-// answer since the last tick, since one wake-up collects them all. Every tick clears the flags, so the
-// next answer after it rings again.
+// ring makes the next tick call goTick and says whether the broker thread must be woken: only for the
+// first answer since the last tick, since one wake-up collects them all. Every tick clears the flags,
+// so the next answer after it wakes the thread again.
 func (f tickFlags) ring() bool {
 	if f.p == nil {
 		return false
 	}
 	old := atomic.OrInt32((*int32)(unsafe.Pointer(f.p)), C.OAUTH2_TICK_WORK|C.OAUTH2_TICK_RUNG)
 	return old&C.OAUTH2_TICK_RUNG == 0
+}
+
+// ticked says whether a tick has run since the last ring.
+func (f tickFlags) ticked() bool {
+	return atomic.LoadInt32((*int32)(unsafe.Pointer(f.p)))&C.OAUTH2_TICK_RUNG == 0
 }
 
 var brokerLevels = [...]C.int{

@@ -4,10 +4,13 @@
 // Logic lives in Go; this file only translates.
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "shim.h"
 #include "_cgo_export.h"
@@ -22,8 +25,8 @@ struct instance {
 	int acl_registered;
 	int ext_auth_registered;
 	// tick_flags is set by Go (atomically, see plugin/broker.go): OAUTH2_TICK_WORK when the next tick has
-	// work (log lines, delayed answers, kicks, sessions to forget), OAUTH2_TICK_RUNG when the doorbell
-	// rang since the last tick. Every tick clears both; only a tick with work enters Go. Under load the
+	// work (log lines, delayed answers, kicks, sessions to forget), OAUTH2_TICK_RUNG when the broker
+	// thread was woken for it since the last tick. Every tick clears both; only a tick with work enters Go. Under load the
 	// broker ticks once per turn of its loop, and a cgo call each time cost more than the ACL checks.
 	// It is allocated on its own and never freed: goroutines still running at cleanup may set it.
 	int *tick_flags;
@@ -33,7 +36,6 @@ struct instance {
 // lacks them, and 2.1.
 static void (*complete_basic_auth)(const char *, int);
 static struct mosquitto *(*client_by_id)(const char *);
-static int (*client_port)(const struct mosquitto *);
 static int complete_basic_auth_resolved;
 
 void oauth2_log(int level, const char *msg)
@@ -46,15 +48,9 @@ int oauth2_delay_available(void)
 	if (!complete_basic_auth_resolved) {
 		complete_basic_auth = (void (*)(const char *, int))dlsym(RTLD_DEFAULT, "mosquitto_complete_basic_auth");
 		client_by_id = (struct mosquitto * (*)(const char *)) dlsym(RTLD_DEFAULT, "mosquitto_client");
-		client_port = (int (*)(const struct mosquitto *))dlsym(RTLD_DEFAULT, "mosquitto_client_port");
 		complete_basic_auth_resolved = 1;
 	}
-	return complete_basic_auth != NULL && client_by_id != NULL && client_port != NULL;
-}
-
-int oauth2_client_port(struct mosquitto *client)
-{
-	return client_port != NULL ? client_port(client) : 0;
+	return complete_basic_auth != NULL && client_by_id != NULL;
 }
 
 int oauth2_client_registered(struct mosquitto *client)
@@ -68,11 +64,65 @@ void oauth2_complete_basic_auth(const char *client_id, int result)
 	complete_basic_auth(client_id, result);
 }
 
+// The broker thread: the one that loads the plugin, runs the event loop and makes every callback but
+// those of Mosquitto 2.1's HTTP API, which runs on libmicrohttpd's own thread. Set at the first init.
+static pthread_t broker_thread;
+static pid_t broker_tid;
+static int broker_thread_known;
+
+static int on_broker_thread(void)
+{
+	return pthread_equal(pthread_self(), broker_thread);
+}
+
+static void on_wake_signal(int sig)
+{
+	(void)sig;
+}
+
+int oauth2_wake_init(void)
+{
+	if (!broker_thread_known) {
+		return OAUTH2_WAKE_NO_THREAD;
+	}
+	sigset_t blocked;
+	if (pthread_sigmask(SIG_BLOCK, NULL, &blocked) == 0 && sigismember(&blocked, OAUTH2_WAKE_SIGNAL) == 1) {
+		return OAUTH2_WAKE_BLOCKED;
+	}
+	struct sigaction old;
+	if (sigaction(OAUTH2_WAKE_SIGNAL, NULL, &old) != 0) {
+		return OAUTH2_WAKE_TAKEN;
+	}
+	if (old.sa_handler == on_wake_signal) {
+		return OAUTH2_WAKE_OK; // a second instance: one handler serves them all
+	}
+	if (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN) {
+		return OAUTH2_WAKE_TAKEN;
+	}
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_wake_signal;
+	// SA_RESTART keeps the signal from failing the broker's other system calls; epoll_wait returns
+	// EINTR whatever the flags, which is the point. SA_ONSTACK is what the Go runtime requires of a
+	// handler that may run while Go code is on the thread.
+	sa.sa_flags = SA_RESTART | SA_ONSTACK;
+	sigemptyset(&sa.sa_mask);
+	return sigaction(OAUTH2_WAKE_SIGNAL, &sa, NULL) == 0 ? OAUTH2_WAKE_OK : OAUTH2_WAKE_TAKEN;
+}
+
+void oauth2_wake(void)
+{
+	syscall(SYS_tgkill, getpid(), broker_tid, OAUTH2_WAKE_SIGNAL);
+}
+
 static int on_basic_auth(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_basic_auth *ed = event_data;
 	struct instance *inst = userdata;
 	(void)event;
+	if (!on_broker_thread()) {
+		return goForeignBasicAuth(inst->handle, (uintptr_t)pthread_self(), ed->client, ed->username, ed->password);
+	}
 	return goBasicAuth(inst->handle, ed->client, ed->username, ed->password);
 }
 
@@ -96,6 +146,10 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	}
 	// The length is taken here so that Go can read the topic in place, without a copy per message.
 	const char *id = mosquitto_client_id(ed->client);
+	if (!on_broker_thread()) {
+		return goForeignACLCheck(inst->handle, (uintptr_t)pthread_self(), ed->client, (char *)ed->topic,
+			strlen(ed->topic), ed->access);
+	}
 	return goACLCheck(inst->handle, ed->client, (char *)id, id != NULL ? strlen(id) : 0, (char *)ed->topic,
 		strlen(ed->topic), ed->access, ed->qos, ed->retain);
 }
@@ -197,6 +251,11 @@ static void unregister_all(struct instance *inst)
 
 int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, struct mosquitto_opt *opts, int opt_count)
 {
+	if (!broker_thread_known) {
+		broker_thread = pthread_self();
+		broker_tid = (pid_t)syscall(SYS_gettid);
+		broker_thread_known = 1;
+	}
 	struct instance *inst = calloc(1, sizeof(*inst));
 	if (inst == NULL) {
 		return MOSQ_ERR_NOMEM;

@@ -6,6 +6,9 @@
 package main
 
 /*
+// The broker's functions resolve when Mosquitto loads the plugin. Only `go build ./...`, which links
+// every main package as a program, needs telling that they are not missing.
+#cgo LDFLAGS: -Wl,--unresolved-symbols=ignore-all
 #include <stdint.h>
 #include <stdlib.h>
 #include "shim.h"
@@ -14,24 +17,21 @@ import "C"
 
 import (
 	"fmt"
-	"net"
 	"runtime/cgo"
-	"strconv"
-	"sync/atomic"
 	"unsafe"
 
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/acl"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/auth"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/config"
-	"github.com/mosquitto-oauth2/mosquitto-oauth2/doorbell"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/sessions"
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/wake"
 )
 
 // tickNoMinimum is the next_ms every tick returns. Mosquitto 2.1 takes it as the least time before it
 // may call the tick again; measured on 2.1.2, any value above 0 (even 1 ms, or asking for 1 ms only
 // while answers are pending) held delayed answers back about 100 ms, because the interval a tick asked
-// for before a check started still applied when the doorbell woke the loop. With 0 the tick runs at
-// each wake-up, and an idle broker still sleeps (0.4% CPU measured). 2.0 ignores the field.
+// for before a check started still applied when the loop was woken for its answer. With 0 the tick runs
+// at each wake-up, and an idle broker still sleeps (0.4% CPU measured). 2.0 ignores the field.
 const tickNoMinimum = 0
 
 // instance is the Go state of one plugin line, reached from C through a cgo.Handle kept in the
@@ -44,40 +44,40 @@ type instance struct {
 	due      tickFlags // makes the next tick call goTick; set whenever work for it is queued
 	v21      bool      // Mosquitto 2.1: DISCONNECT fires only for sessions that end
 	delay    bool      // checks that miss the cache are delayed (2.1)
-	ringable bool      // the doorbell may be made (delayed checks, or leases to end or re-checks to collect on an idle 2.1 broker)
-	// bell wakes the broker when a delayed answer is ready or a lease ends (see package doorbell). It is
-	// made on the broker thread at the first client, once a listener port is known, and read by
-	// goroutines.
-	bell atomic.Pointer[doorbell.Bell]
+	// alarm wakes the broker thread when a delayed answer, a lease's end or a re-check's outcome is
+	// ready (see package wake); nil on 2.0, whose loop turns every 100 ms anyway, and where the broker
+	// thread cannot be woken.
+	alarm *wake.Alarm
+	// foreign answers the checks the broker makes on its other threads (2.1's HTTP API).
+	foreign *sessions.Foreign
 }
 
-// ring makes the next tick do its work and wakes the broker for it, once per tick however many things
-// are due; it may run on any goroutine.
+// ring makes the next tick do its work and wakes the broker thread for it, once per tick however many
+// things are due; it may run on any goroutine.
 func (inst *instance) ring() {
-	if !inst.due.ring() {
-		return
-	}
-	if b := inst.bell.Load(); b != nil {
-		b.Ring()
+	if inst.due.ring() && inst.alarm != nil {
+		inst.alarm.Ring()
 	}
 }
 
-// ensureBell makes the doorbell for the listener this client came in on. Broker thread only.
-func (inst *instance) ensureBell(client *C.struct_mosquitto) {
-	if !inst.ringable || inst.bell.Load() != nil {
+// startAlarm makes the alarm that wakes Mosquitto 2.1's broker thread, or says plainly why there is none
+// and what that costs.
+func (inst *instance) startAlarm() {
+	why := ""
+	switch C.oauth2_wake_init() {
+	case C.OAUTH2_WAKE_OK:
+		inst.alarm = wake.New(func() { C.oauth2_wake() }, inst.due.ticked)
 		return
+	case C.OAUTH2_WAKE_BLOCKED:
+		why = "SIGWINCH is blocked on the broker's thread: start mosquitto with it unblocked"
+	case C.OAUTH2_WAKE_TAKEN:
+		why = "SIGWINCH has a handler already (another plugin's?): it is the signal this plugin wakes the broker with"
+	default:
+		why = "the broker's thread is not known"
 	}
-	port := int(C.oauth2_client_port(client))
-	if port <= 0 {
-		return
-	}
-	b, err := doorbell.New(net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	if err != nil {
-		inst.log.Log(auth.LevelWarning, "no doorbell, delayed answers wait for the broker's own tick: "+err.Error())
-		return
-	}
-	b.Log = func(msg string) { inst.log.Log(auth.LevelWarning, msg) }
-	inst.bell.Store(b)
+	logLine(auth.LevelWarning, "cannot wake the broker: "+why+"; delayed answers, expiry kicks and "+
+		"re-check outcomes wait for the broker's own wake-ups (up to 100 ms with websockets built in, "+
+		"longer without)")
 }
 
 //export goPluginInit
@@ -100,7 +100,10 @@ func goPluginInit(opts *C.struct_mosquitto_opt, count C.int, delayAvailable C.in
 		return C.MOSQ_ERR_INVAL
 	}
 	inst := &instance{engine: engine, log: log, due: due, v21: v21, delay: delay,
-		ringable: delay || (v21 && (cfg.DisconnectOnExpiry || cfg.ReintrospectionInterval > 0))}
+		foreign: sessions.NewForeign(engine)}
+	if v21 {
+		inst.startAlarm()
+	}
 	inst.machine = sessions.New(engine, brokerCalls{inst}, sessions.Options{
 		Delay: delay, DisconnectOnExpiry: cfg.DisconnectOnExpiry, Reintrospect: cfg.ReintrospectionInterval,
 		Wake: inst.ring, Log: log})
@@ -124,8 +127,8 @@ func goPluginCleanup(handle C.uintptr_t) {
 	inst := h.Value().(*instance)
 	inst.machine.Close()
 	inst.engine.Close()
-	if b := inst.bell.Load(); b != nil {
-		b.Close()
+	if inst.alarm != nil {
+		inst.alarm.Close()
 	}
 	inst.log.Flush(logLine)
 	h.Delete()
@@ -144,16 +147,41 @@ func goBasicAuth(handle C.uintptr_t, client *C.struct_mosquitto, username, passw
 		Password: goString(password),
 		Address:  goString(C.mosquitto_client_address(client)),
 	}
-	if b := inst.bell.Load(); b != nil && b.Matches(req.ClientID, req.Password, req.Address) {
-		return C.MOSQ_ERR_SUCCESS
-	}
-	inst.ensureBell(client)
 	conn := sessions.Conn{
 		Client:       sessions.Client(unsafe.Pointer(client)),
 		Registered:   inst.v21 && C.oauth2_client_registered(client) != 0,
 		CleanSession: bool(C.mosquitto_client_clean_session(client)),
 	}
 	return authRC(inst.machine.BasicAuth(conn, req))
+}
+
+// goForeignBasicAuth decides a BASIC_AUTH made on a thread other than the broker's, for a client the broker
+// made up (Mosquitto 2.1's HTTP API): at once, on the calling thread, without a session. thread
+// identifies the calling thread. Its log lines wait for the next tick, since only the broker thread may
+// log.
+//
+//export goForeignBasicAuth
+func goForeignBasicAuth(handle, thread C.uintptr_t, client *C.struct_mosquitto, username, password *C.char) (rc C.int) {
+	inst := cgo.Handle(handle).Value().(*instance)
+	defer recoverQueued(&rc, C.MOSQ_ERR_AUTH, "HTTP API basic auth", inst.log)
+	req := auth.Request{
+		ClientID: goString(C.mosquitto_client_id(client)),
+		Username: goString(username),
+		Password: goString(password),
+		Address:  goString(C.mosquitto_client_address(client)),
+	}
+	return authRC(inst.foreign.BasicAuth(uintptr(thread), sessions.Client(unsafe.Pointer(client)), req))
+}
+
+// goForeignACLCheck decides an ACL check made on a thread other than the broker's (2.1's HTTP API asks
+// read access to the URL path).
+//
+//export goForeignACLCheck
+func goForeignACLCheck(handle, thread C.uintptr_t, client *C.struct_mosquitto, topic *C.char, topicLen C.size_t, access C.int) (rc C.int) {
+	inst := cgo.Handle(handle).Value().(*instance)
+	defer recoverQueued(&rc, C.MOSQ_ERR_ACL_DENIED, "HTTP API ACL check", inst.log)
+	t := C.GoStringN(topic, C.int(topicLen))
+	return aclRC(inst.foreign.ACLCheck(uintptr(thread), sessions.Client(unsafe.Pointer(client)), acl.Access(access), t))
 }
 
 // authRC maps the machine's answer to the codes BASIC_AUTH and EXT_AUTH_START may return: any other
@@ -225,7 +253,12 @@ func goACLCheck(handle C.uintptr_t, client *C.struct_mosquitto, clientID *C.char
 	inst := cgo.Handle(handle).Value().(*instance)
 	id := unsafe.String((*byte)(unsafe.Pointer(clientID)), int(idLen))
 	t := unsafe.String((*byte)(unsafe.Pointer(topic)), int(topicLen))
-	switch inst.machine.ACLCheck(sessions.Client(unsafe.Pointer(client)), id, acl.Access(access), t, byte(qos), bool(retain)) {
+	return aclRC(inst.machine.ACLCheck(sessions.Client(unsafe.Pointer(client)), id, acl.Access(access), t, byte(qos), bool(retain)))
+}
+
+// aclRC maps a result to the codes ACL_CHECK may return: any other code disconnects a publisher.
+func aclRC(r auth.Result) C.int {
+	switch r {
 	case auth.Allow:
 		return C.MOSQ_ERR_SUCCESS
 	case auth.Defer:
@@ -247,15 +280,26 @@ func goDisconnect(handle C.uintptr_t, client *C.struct_mosquitto, offline C.int)
 	inst.machine.Disconnect(sessions.Client(unsafe.Pointer(client)), ends)
 }
 
-// recoverTo turns a panic into a log line and, when rc is not nil, the fail-closed code failRC.
+// recoverTo turns a panic into a log line and, when rc is not nil, the fail-closed code failRC. Broker
+// thread only.
 func recoverTo(rc *C.int, failRC C.int, where string) {
 	if r := recover(); r != nil {
-		logLine(auth.LevelError, fmt.Sprintf("internal error in %s: %v", where, r))
+		logLine(auth.LevelError, failed(where, r))
 		if rc != nil {
 			*rc = failRC
 		}
 	}
 }
+
+// recoverQueued is recoverTo for the broker's other threads: the line waits in q for the next tick.
+func recoverQueued(rc *C.int, failRC C.int, where string, q *auth.LogQueue) {
+	if r := recover(); r != nil {
+		q.Log(auth.LevelError, failed(where, r))
+		*rc = failRC
+	}
+}
+
+func failed(where string, r any) string { return fmt.Sprintf("internal error in %s: %v", where, r) }
 
 func copyOptions(opts *C.struct_mosquitto_opt, count C.int) []config.Option {
 	if opts == nil || count <= 0 {

@@ -10,6 +10,7 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(
 command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
 [ -f /usr/include/mosquitto_plugin.h ] || missing+=(mosquitto-dev)
 [ -f /usr/include/mosquitto.h ] || missing+=(libmosquitto-dev)
+command -v curl >/dev/null 2>&1 || missing+=(curl) # the HTTP API test
 
 if [ ${#missing[@]} -gt 0 ]; then
 	if [ "$(id -u)" -eq 0 ]; then

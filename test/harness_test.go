@@ -24,6 +24,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -301,6 +303,8 @@ func (i *idp) do(req *http.Request, into any) {
 	}
 }
 
+var listenerHost = regexp.MustCompile(`^@(127\.[0-9.]+)`)
+
 // broker is a running Mosquitto with the plugin loaded.
 type broker struct {
 	Port    int
@@ -332,7 +336,8 @@ func introspectionOpts(i *idp, p pki) []string {
 }
 
 // startBroker writes conf (with LISTENER placeholders replaced by free ports) and starts Mosquitto.
-// Each "listener LISTENER" line gets its own port.
+// Each "listener LISTENER" line gets its own port on 127.0.0.1, and "listener LISTENER@127.0.0.2" on
+// that loopback address.
 func startBroker(t *testing.T, conf string) *broker {
 	t.Helper()
 	b, err := tryStartBroker(t, conf)
@@ -350,10 +355,21 @@ func tryStartBroker(t *testing.T, conf string) (*broker, error) {
 	}
 	dir := t.TempDir()
 	b := &broker{logPath: filepath.Join(dir, "mosquitto.log"), exited: make(chan struct{}), t: t}
-	for strings.Contains(conf, "LISTENER") {
+	host := "127.0.0.1"
+	for {
+		at := strings.Index(conf, "LISTENER")
+		if at < 0 {
+			break
+		}
+		end := at + len("LISTENER")
+		host = "127.0.0.1"
+		if m := listenerHost.FindStringSubmatch(conf[end:]); m != nil {
+			host = m[1]
+			end += len(m[0])
+		}
 		port := freePort(t)
 		b.Ports = append(b.Ports, port)
-		conf = strings.Replace(conf, "LISTENER", fmt.Sprintf("%d 127.0.0.1", port), 1)
+		conf = conf[:at] + fmt.Sprintf("%d %s", port, host) + conf[end:]
 	}
 	b.Port = b.Ports[0]
 	// user root: the broker would otherwise drop to the mosquitto user, which cannot read the test's
@@ -381,7 +397,7 @@ func tryStartBroker(t *testing.T, conf string) (*broker, error) {
 			return b, fmt.Errorf("mosquitto exited during start-up")
 		default:
 		}
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", b.Ports[len(b.Ports)-1])); err == nil {
+		if c, err := net.Dial("tcp", net.JoinHostPort(host, strconv.Itoa(b.Ports[len(b.Ports)-1]))); err == nil {
 			c.Close()
 			return b, nil
 		}
