@@ -113,6 +113,12 @@ func (t *Transport) exchange(conn *conn, req *http.Request, deadline time.Time) 
 	}
 	for {
 		resp, err := http.ReadResponse(conn.br, req)
+		if err != nil && !time.Now().Before(deadline) {
+			// A read the deadline cuts in the middle of a line hands ReadResponse the part of the line
+			// without the error (bufio.Reader.ReadLine returns one or the other), and it reports a
+			// malformed answer: past the deadline, the deadline is the cause.
+			return nil, timeoutError{"read"}
+		}
 		if err != nil {
 			return nil, err
 		}

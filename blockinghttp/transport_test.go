@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -54,7 +55,7 @@ const testForm = "token=tok-3xT7.Zq_9&token_type_hint=access_token"
 
 // post sends form to url over rt as introspect does, a POST the transport may send again, and reads
 // the whole answer within timeout. The outcome is what a caller can tell apart: the status and body of
-// an answer read to its end, or a failure.
+// an answer read to its end, a timeout, or another error.
 func post(t testing.TB, rt http.RoundTripper, url, form string, timeout time.Duration) string {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -74,7 +75,10 @@ func post(t testing.TB, rt http.RoundTripper, url, form string, timeout time.Dur
 		}
 	}
 	t.Logf("%T: %v", rt, err) // the transports' messages differ, so only their class is compared
-	return "failure"
+	if ne := net.Error(nil); errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		return "timeout"
+	}
+	return "error"
 }
 
 // jsonReply answers every request with status and body as application/json.
@@ -438,16 +442,16 @@ func TestTransportsAgainstServerBehaviours(t *testing.T) {
 			server: scripted(ok.with(func(a *answer) { a.headers = append(a.headers, "Connection: close"); a.cut = cutAfterAnswer })),
 			want:   []string{active, active}},
 		{name: "closed after the headers", server: scripted(ok.with(func(a *answer) { a.cut = cutAfterHeaders })),
-			want: []string{"failure"}},
+			want: []string{"error"}},
 		{name: "closed after the status line", server: scripted(ok.with(func(a *answer) { a.cut = cutAfterStatus })),
-			want: []string{"failure"}},
+			want: []string{"error"}},
 		{name: "closed in the middle of the body", server: scripted(ok.with(func(a *answer) { a.cut = cutMidBody })),
-			want: []string{"failure"}},
+			want: []string{"error"}},
 		{name: "closed in the middle of a chunked body",
 			server: scripted(ok.with(func(a *answer) { a.framing = chunked; a.cut = cutMidBody })),
-			want:   []string{"failure"}},
+			want:   []string{"error"}},
 		{name: "closed without an answer on a new connection", server: scripted(ok.with(func(a *answer) { a.cut = cutBeforeAnswer })),
-			want: []string{"failure"}},
+			want: []string{"error"}},
 		{name: "chunked body, kept alive", server: scripted(ok.with(func(a *answer) { a.framing = chunked })),
 			want: []string{active, active}},
 		{name: "chunked inactive", server: scripted(jsonAnswer(`{"active":false}`).with(func(a *answer) { a.framing = chunked })),
@@ -461,22 +465,22 @@ func TestTransportsAgainstServerBehaviours(t *testing.T) {
 			want: []string{active, active}},
 		{name: "headers over 64 KiB",
 			server: scripted(ok.with(func(a *answer) { a.headers = append(a.headers, "X-Pad: "+strings.Repeat("p", 70<<10)) })),
-			want:   []string{"failure"}},
+			want:   []string{"error"}},
 		{name: "restarted between two requests", server: restartingIdP, want: []string{active, active}},
 		{name: "reset while the client writes a large request",
 			server: scripted(ok.with(func(a *answer) { a.cut = resetDuringRequest })),
-			form:   strings.Repeat("t", 8<<20), want: []string{"failure"}},
+			form:   strings.Repeat("t", 8<<20), want: []string{"error"}},
 		{name: "headers trickled past the timeout", timeout: trickleTimeout,
 			server: scripted(ok.with(func(a *answer) { a.trickle = gap })),
-			want:   []string{"failure"}},
+			want:   []string{"timeout"}},
 		{name: "body trickled past the timeout (raw)", timeout: trickleTimeout,
 			server: scripted(ok.with(func(a *answer) { a.trickle, a.trickleBody = gap, true })),
-			want:   []string{"failure"}},
+			want:   []string{"timeout"}},
 		{name: "chunked body trickled past the timeout", timeout: trickleTimeout,
 			server: scripted(ok.with(func(a *answer) { a.trickle, a.trickleBody, a.framing = gap, true, chunked })),
-			want:   []string{"failure"}},
+			want:   []string{"timeout"}},
 		{name: "body trickled past the timeout (httptest)", timeout: trickleTimeout,
-			server: httptestIdP(trickleHandler(gap), nil), want: []string{"failure"}},
+			server: httptestIdP(trickleHandler(gap), nil), want: []string{"timeout"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
