@@ -12,15 +12,22 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // conn is a TCP connection on a blocking socket. It implements net.Conn so that crypto/tls can run
 // over it.
 //
 // Its deadline is absolute and bounds everything done on it, however the peer spreads its bytes: before
-// each read(2), write(2) or connect(2) the time left is set as the socket's SO_RCVTIMEO or SO_SNDTIMEO,
-// so a server that sends one byte at a time is cut off at the deadline, not after one timeout per byte.
-// That is one setsockopt(2) per such call (well under a microsecond; a request makes two or three).
+// each read(2) or write(2) the time left is set as the socket's SO_RCVTIMEO or SO_SNDTIMEO, so a server
+// that sends one byte at a time is cut off at the deadline, not after one timeout per byte. That is one
+// setsockopt(2) per such call (well under a microsecond; a request makes two or three).
+//
+// The thread may be signalled while it waits: the plugin wakes Mosquitto 2.1's broker thread with a
+// signal whose handler has SA_RESTART. That does not restart the calls made here: with a socket timeout
+// set, read(2) and write(2) fail with EINTR, and ppoll(2) always does. Each is made again with the time
+// then left. connect(2) must not be made again, so it never waits (see connect).
 type conn struct {
 	fd       int
 	local    net.Addr
@@ -46,7 +53,7 @@ func dial(ctx context.Context, host, port string, deadline time.Time) (*conn, er
 	}
 	var lastErr error
 	for _, ip := range ips {
-		c, err := connect(ip.IP, port, deadline)
+		c, err := dialIP(ip.IP, port, deadline)
 		if err == nil {
 			return c, nil
 		}
@@ -55,7 +62,8 @@ func dial(ctx context.Context, host, port string, deadline time.Time) (*conn, er
 	return nil, lastErr
 }
 
-func connect(ip net.IP, port string, deadline time.Time) (*conn, error) {
+// dialIP connects to ip and port before the deadline.
+func dialIP(ip net.IP, port string, deadline time.Time) (*conn, error) {
 	p, err := net.LookupPort("tcp", port)
 	if err != nil {
 		return nil, err
@@ -72,29 +80,17 @@ func connect(ip net.IP, port string, deadline time.Time) (*conn, error) {
 		copy(a.Addr[:], ip.To16())
 		sa = a
 	}
-	fd, err := syscall.Socket(family, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, syscall.IPPROTO_TCP)
+	// Non-blocking until connected: see connect.
+	fd, err := syscall.Socket(family, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC|syscall.SOCK_NONBLOCK, syscall.IPPROTO_TCP)
 	if err != nil {
 		return nil, os.NewSyscallError("socket", err)
 	}
 	c := &conn{fd: fd, remote: &net.TCPAddr{IP: ip, Port: p}, deadline: deadline}
 	c.rw = c
-	if err := c.arm(syscall.SO_SNDTIMEO, "connect"); err != nil {
+	syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
+	if err := c.connect(sa); err != nil {
 		c.Close()
 		return nil, err
-	}
-	syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
-	for {
-		err = syscall.Connect(fd, sa) // SO_SNDTIMEO bounds connect(2) on Linux
-		if err != syscall.EINTR {
-			break
-		}
-	}
-	if err != nil {
-		c.Close()
-		if err == syscall.EINPROGRESS || err == syscall.EAGAIN {
-			return nil, timeoutError{"connect"}
-		}
-		return nil, os.NewSyscallError("connect", err)
 	}
 	if la, err := syscall.Getsockname(fd); err == nil {
 		switch a := la.(type) {
@@ -105,6 +101,61 @@ func connect(ip net.IP, port string, deadline time.Time) (*conn, error) {
 		}
 	}
 	return c, nil
+}
+
+// connect connects the socket to sa before the deadline and makes it blocking. A blocking connect(2)
+// that a signal interrupts fails with EINTR while the handshake goes on in the kernel; called again, it
+// fails with EALREADY, or waits anew for as long as the socket's timeout, past the deadline. So the
+// socket is non-blocking here and the thread waits for the handshake in ppoll(2), which a signal
+// interrupts harmlessly, then reads its result as SO_ERROR.
+func (c *conn) connect(sa syscall.Sockaddr) error {
+	switch err := syscall.Connect(c.fd, sa); err {
+	case nil:
+	case syscall.EINPROGRESS, syscall.EINTR: // EINTR cannot come without a wait, but means the same
+		if err := c.awaitConnected(); err != nil {
+			return err
+		}
+		errno, err := syscall.GetsockoptInt(c.fd, syscall.SOL_SOCKET, syscall.SO_ERROR)
+		if err != nil {
+			return os.NewSyscallError("getsockopt", err)
+		}
+		if errno != 0 {
+			return os.NewSyscallError("connect", syscall.Errno(errno))
+		}
+	default:
+		return os.NewSyscallError("connect", err)
+	}
+	if err := syscall.SetNonblock(c.fd, false); err != nil {
+		return os.NewSyscallError("fcntl", err)
+	}
+	return nil
+}
+
+// awaitConnected waits in ppoll(2) until the handshake has ended, well or not, or the deadline has
+// passed. A signal ends ppoll(2) early whatever its handler's flags; the wait then goes on with the time
+// left.
+func (c *conn) awaitConnected() error {
+	fds := []unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLOUT}}
+	for {
+		var left *unix.Timespec // nil: no limit
+		if !c.deadline.IsZero() {
+			d := time.Until(c.deadline)
+			if d <= 0 {
+				return timeoutError{"connect"}
+			}
+			ts := unix.NsecToTimespec(d.Nanoseconds())
+			left = &ts
+		}
+		n, err := unix.Ppoll(fds, left, nil)
+		switch {
+		case err == unix.EINTR:
+		case err != nil:
+			return os.NewSyscallError("ppoll", err)
+		case n > 0:
+			return nil
+		}
+		// Interrupted, or the time is up: the deadline is looked at again.
+	}
 }
 
 // timeoutError is what a read, write or connect past the deadline returns; it is a net.Error so
@@ -177,7 +228,8 @@ func (c *conn) open() bool {
 }
 
 // Close closes the socket once. It skips TLS's close_notify: the server learns of the close from TCP,
-// and tls.Conn.Close would call back into this method.
+// and tls.Conn.Close would call back into this method. An EINTR from close(2) is not retried: Linux has
+// released the descriptor by then, and its number may already be another thread's.
 func (c *conn) Close() error {
 	err := net.ErrClosed
 	c.once.Do(func() { err = syscall.Close(c.fd) })
