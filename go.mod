@@ -7,6 +7,7 @@ require (
 	github.com/eclipse/paho.mqtt.golang v1.5.1
 	github.com/go-jose/go-jose/v4 v4.1.4
 	github.com/tidwall/gjson v1.20.0
+	golang.org/x/sys v0.36.0
 )
 
 require (

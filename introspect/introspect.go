@@ -126,8 +126,9 @@ type Config struct {
 	// Now returns the current time; nil means time.Now. For tests.
 	Now func() time.Time
 	// BlockingIO makes requests on blocking sockets in the calling goroutine (HTTP/1.1), for callers
-	// that run on a thread which must not be parked: Mosquitto 2.0's broker thread. See
-	// blockingTransport. It is not used when a proxy is configured for the endpoint.
+	// that run on a thread which must not be parked: Mosquitto 2.0's broker thread. See package
+	// blockinghttp. It is not used when a proxy is configured for the endpoint, nor on systems other
+	// than Linux (see blockingTransport).
 	BlockingIO bool
 }
 
@@ -222,11 +223,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	var rt http.RoundTripper = transport
 	if cfg.BlockingIO && !proxied(u) {
-		bt := &blockingTransport{}
-		if u.Scheme == "https" {
-			bt.tlsConfig = transport.TLSClientConfig
-		}
-		rt = bt
+		rt = blockingTransport(transport)
 	}
 	c.http = &http.Client{
 		Transport: rt,

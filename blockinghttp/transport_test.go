@@ -1,4 +1,6 @@
-package introspect
+//go:build linux
+
+package blockinghttp
 
 import (
 	"bufio"
@@ -19,27 +21,73 @@ import (
 	"time"
 )
 
-// The tests in this file hold the blocking transport to net/http's: the same servers, misbehaving the
-// way real ones do, must give the same outcome on both, side by side in one test, whichever transport
-// the -blocking flag picks for the rest of the suite.
+// The tests in this file hold Transport to net/http's: the same servers, misbehaving the way real ones
+// do, must give the same outcome on both, side by side in one test.
 
-// transports are the two ways a Client can reach the IdP.
-var transports = []struct {
-	name     string
-	blocking bool
-}{{"net/http", false}, {"blocking", true}}
+// transports are the two transports compared, by name.
+var transports = []string{"net/http", "blocking"}
 
-// outcome is the class of an Introspect result: what the engine acts on.
-func outcome(err error) string {
-	switch {
-	case err == nil:
-		return "ok"
-	case errors.Is(err, ErrTokenInvalid):
-		return "token invalid"
-	case errors.Is(err, ErrIdPUnavailable):
-		return "IdP unavailable"
+// Limits both transports are given, as package introspect gives them.
+const (
+	testMaxHeaderBytes  = 64 << 10
+	testIdleConnTimeout = 90 * time.Second
+)
+
+// newTransport returns the transport called name, set up as introspect sets it up, closed at the end
+// of the test.
+func newTransport(t testing.TB, name string) http.RoundTripper {
+	var rt interface {
+		http.RoundTripper
+		CloseIdleConnections()
 	}
-	return "unclassified: " + err.Error()
+	switch name {
+	case "net/http":
+		rt = &http.Transport{MaxResponseHeaderBytes: testMaxHeaderBytes, IdleConnTimeout: testIdleConnTimeout}
+	case "blocking":
+		rt = &Transport{MaxResponseHeaderBytes: testMaxHeaderBytes, IdleConnTimeout: testIdleConnTimeout}
+	}
+	t.Cleanup(rt.CloseIdleConnections)
+	return rt
+}
+
+// testForm is the body of a request: an introspection request's form, whose size does not matter.
+const testForm = "token=tok-3xT7.Zq_9&token_type_hint=access_token"
+
+// post sends form to url over rt as introspect does, a POST the transport may send again, and reads
+// the whole answer within timeout. The outcome is what a caller can tell apart: the status and body of
+// an answer read to its end, a timeout, or another error.
+func post(t testing.TB, rt http.RoundTripper, url, form string, timeout time.Duration) string {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(form))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header["Idempotency-Key"] = nil // marks the request as safe to send again; not sent
+	resp, err := rt.RoundTrip(req)
+	if err == nil {
+		var body []byte
+		body, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil {
+			return fmt.Sprintf("%d %s", resp.StatusCode, body)
+		}
+	}
+	t.Logf("%T: %v", rt, err) // the transports' messages differ, so only their class is compared
+	if ne := net.Error(nil); errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		return "timeout"
+	}
+	return "error"
+}
+
+// jsonReply answers every request with status and body as application/json.
+func jsonReply(status int, body string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(body))
+	}
 }
 
 // answer is how a scripted IdP answers one request.
@@ -360,90 +408,89 @@ func TestTransportsAgainstServerBehaviours(t *testing.T) {
 		gap            = 50 * time.Millisecond // activeBody takes 46 × 50 ms: far beyond trickleTimeout
 	)
 	ok := jsonAnswer(activeBody)
+	active, inactive := "200 "+activeBody, `200 {"active":false}`
 	cases := []struct {
 		name    string
 		server  func(t *testing.T) idpServer
-		token   string        // testToken when empty
+		form    string        // testForm when empty
 		timeout time.Duration // 2 s when zero
 		pause   time.Duration // between requests
 		want    []string      // the outcome of each request in turn
 	}{
 		{name: "idle connection closed after 100 ms (httptest), next request after 200 ms",
 			server: httptestIdP(jsonReply(200, activeBody), func(s *http.Server) { s.IdleTimeout = 100 * time.Millisecond }),
-			pause:  200 * time.Millisecond, want: []string{"ok", "ok", "ok"}},
+			pause:  200 * time.Millisecond, want: []string{active, active, active}},
 		{name: "idle connection closed after 100 ms (raw), next request after 200 ms",
 			server: scripted(ok.with(func(a *answer) { a.idleClose = 100 * time.Millisecond })),
-			pause:  200 * time.Millisecond, want: []string{"ok", "ok", "ok"}},
+			pause:  200 * time.Millisecond, want: []string{active, active, active}},
 		{name: "kept connection closed as the next request arrives",
 			server: scripted(ok, ok.with(func(a *answer) { a.cut = cutBeforeAnswer }), ok),
-			want:   []string{"ok", "ok"}},
+			want:   []string{active, active}},
 		{name: "kept connection reset as the next request arrives",
 			server: scripted(ok, ok.with(func(a *answer) { a.cut = resetAfterRequest }), ok),
-			want:   []string{"ok", "ok"}},
+			want:   []string{active, active}},
 		{name: "kept connection closed after an answer that did not say so",
 			server: scripted(ok.with(func(a *answer) { a.cut = cutAfterAnswer })),
-			want:   []string{"ok", "ok", "ok"}},
+			want:   []string{active, active, active}},
 		{name: "Connection: close (httptest)",
 			server: httptestIdP(func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Connection", "close")
 				jsonReply(200, activeBody)(w, r)
 			}, nil),
-			want: []string{"ok", "ok"}},
+			want: []string{active, active}},
 		{name: "Connection: close (raw)",
 			server: scripted(ok.with(func(a *answer) { a.headers = append(a.headers, "Connection: close"); a.cut = cutAfterAnswer })),
-			want:   []string{"ok", "ok"}},
+			want:   []string{active, active}},
 		{name: "closed after the headers", server: scripted(ok.with(func(a *answer) { a.cut = cutAfterHeaders })),
-			want: []string{"IdP unavailable"}},
+			want: []string{"error"}},
 		{name: "closed after the status line", server: scripted(ok.with(func(a *answer) { a.cut = cutAfterStatus })),
-			want: []string{"IdP unavailable"}},
+			want: []string{"error"}},
 		{name: "closed in the middle of the body", server: scripted(ok.with(func(a *answer) { a.cut = cutMidBody })),
-			want: []string{"IdP unavailable"}},
+			want: []string{"error"}},
 		{name: "closed in the middle of a chunked body",
 			server: scripted(ok.with(func(a *answer) { a.framing = chunked; a.cut = cutMidBody })),
-			want:   []string{"IdP unavailable"}},
+			want:   []string{"error"}},
 		{name: "closed without an answer on a new connection", server: scripted(ok.with(func(a *answer) { a.cut = cutBeforeAnswer })),
-			want: []string{"IdP unavailable"}},
+			want: []string{"error"}},
 		{name: "chunked body, kept alive", server: scripted(ok.with(func(a *answer) { a.framing = chunked })),
-			want: []string{"ok", "ok"}},
+			want: []string{active, active}},
 		{name: "chunked inactive", server: scripted(jsonAnswer(`{"active":false}`).with(func(a *answer) { a.framing = chunked })),
-			want: []string{"token invalid", "token invalid"}},
+			want: []string{inactive, inactive}},
 		{name: "close-delimited body (HTTP/1.1)", server: scripted(ok.with(func(a *answer) { a.framing = closeDelimited })),
-			want: []string{"ok", "ok"}},
+			want: []string{active, active}},
 		{name: "close-delimited body (HTTP/1.0)",
 			server: scripted(ok.with(func(a *answer) { a.status = "HTTP/1.0 200 OK"; a.framing = closeDelimited })),
-			want:   []string{"ok", "ok"}},
+			want:   []string{active, active}},
 		{name: "100 Continue before the answer", server: scripted(ok.with(func(a *answer) { a.interim = true })),
-			want: []string{"ok", "ok"}},
+			want: []string{active, active}},
 		{name: "headers over 64 KiB",
 			server: scripted(ok.with(func(a *answer) { a.headers = append(a.headers, "X-Pad: "+strings.Repeat("p", 70<<10)) })),
-			want:   []string{"IdP unavailable"}},
-		{name: "restarted between two requests", server: restartingIdP, want: []string{"ok", "ok"}},
+			want:   []string{"error"}},
+		{name: "restarted between two requests", server: restartingIdP, want: []string{active, active}},
 		{name: "reset while the client writes a large request",
 			server: scripted(ok.with(func(a *answer) { a.cut = resetDuringRequest })),
-			token:  strings.Repeat("t", 8<<20), want: []string{"IdP unavailable"}},
+			form:   strings.Repeat("t", 8<<20), want: []string{"error"}},
 		{name: "headers trickled past the timeout", timeout: trickleTimeout,
 			server: scripted(ok.with(func(a *answer) { a.trickle = gap })),
-			want:   []string{"IdP unavailable"}},
+			want:   []string{"timeout"}},
 		{name: "body trickled past the timeout (raw)", timeout: trickleTimeout,
 			server: scripted(ok.with(func(a *answer) { a.trickle, a.trickleBody = gap, true })),
-			want:   []string{"IdP unavailable"}},
+			want:   []string{"timeout"}},
 		{name: "chunked body trickled past the timeout", timeout: trickleTimeout,
 			server: scripted(ok.with(func(a *answer) { a.trickle, a.trickleBody, a.framing = gap, true, chunked })),
-			want:   []string{"IdP unavailable"}},
+			want:   []string{"timeout"}},
 		{name: "body trickled past the timeout (httptest)", timeout: trickleTimeout,
-			server: httptestIdP(trickleHandler(gap), nil), want: []string{"IdP unavailable"}},
+			server: httptestIdP(trickleHandler(gap), nil), want: []string{"timeout"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			timeout := cmp.Or(tc.timeout, 2*time.Second)
-			token := cmp.Or(tc.token, testToken)
+			form := cmp.Or(tc.form, testForm)
 			got := map[string][]string{}
 			for _, tr := range transports {
 				srv := tc.server(t)
-				cfg := testConfig(srv.url)
-				cfg.Timeout, cfg.BlockingIO = timeout, tr.blocking
-				c := newTestClient(t, cfg)
+				rt := newTransport(t, tr)
 				for i := range tc.want {
 					if i > 0 {
 						time.Sleep(tc.pause)
@@ -452,61 +499,49 @@ func TestTransportsAgainstServerBehaviours(t *testing.T) {
 						}
 					}
 					start := time.Now()
-					_, err := c.Verify(context.Background(), token)
+					got[tr] = append(got[tr], post(t, rt, srv.url, form, timeout))
 					// Generous: the machine is shared; what matters is that it is not one timeout per byte.
 					if d := time.Since(start); d > timeout+time.Second {
-						t.Errorf("%s, request %d: took %v with timeout %v", tr.name, i+1, d, timeout)
+						t.Errorf("%s, request %d: took %v with timeout %v", tr, i+1, d, timeout)
 					}
-					if outcome(err) != tc.want[i] {
-						t.Logf("%s, request %d: %v", tr.name, i+1, err)
-					}
-					got[tr.name] = append(got[tr.name], outcome(err))
 				}
 			}
 			if !slices.Equal(got["net/http"], got["blocking"]) {
 				t.Errorf("net/http: %q, blocking: %q", got["net/http"], got["blocking"])
 			}
 			for _, tr := range transports {
-				if !slices.Equal(got[tr.name], tc.want) {
-					t.Errorf("%s: %q, want %q", tr.name, got[tr.name], tc.want)
+				if !slices.Equal(got[tr], tc.want) {
+					t.Errorf("%s: %q, want %q", tr, got[tr], tc.want)
 				}
 			}
 		})
 	}
 }
 
-// TestBlockingReusesLiveConnections is the positive control of the behaviours above: a connection the
-// server keeps is kept, one it closed is not tried, and one idle for idleConnTimeout is not kept.
-func TestBlockingReusesLiveConnections(t *testing.T) {
+// TestReusesLiveConnections is the positive control of the behaviours above: a connection the server
+// keeps is kept, one it closed is not tried, and one idle for IdleConnTimeout is not kept.
+func TestReusesLiveConnections(t *testing.T) {
 	cases := []struct {
-		name      string
-		idleClose time.Duration // the server's
-		aged      bool          // the client's kept connection is made idleConnTimeout old
-		want      int32         // connections for three requests
+		name        string
+		idleClose   time.Duration // the server's
+		idleTimeout time.Duration // the client's
+		pause       time.Duration // between requests
+		want        int32         // connections for three requests
 	}{
-		{"kept", 0, false, 1},
-		{"closed by the server after 50 ms idle", 50 * time.Millisecond, false, 3},
-		{"idle as long as idleConnTimeout", 0, true, 3},
+		{"kept", 0, testIdleConnTimeout, 0, 1},
+		{"closed by the server after 50 ms idle", 50 * time.Millisecond, testIdleConnTimeout, 100 * time.Millisecond, 3},
+		{"idle as long as IdleConnTimeout", 0, 50 * time.Millisecond, 100 * time.Millisecond, 3},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := newScriptedIdP(t, jsonAnswer(activeBody).with(func(a *answer) { a.idleClose = tc.idleClose }))
-			cfg := testConfig(srv.URL())
-			cfg.BlockingIO = true
-			c := newTestClient(t, cfg)
-			bt := c.http.Transport.(*blockingTransport)
+			rt := &Transport{MaxResponseHeaderBytes: testMaxHeaderBytes, IdleConnTimeout: tc.idleTimeout}
+			t.Cleanup(rt.CloseIdleConnections)
 			for range 3 {
-				if _, err := c.Verify(context.Background(), testToken); err != nil {
-					t.Fatal(err)
+				if got := post(t, rt, srv.URL(), testForm, 2*time.Second); got != "200 "+activeBody {
+					t.Fatal(got)
 				}
-				time.Sleep(2 * tc.idleClose)
-				if tc.aged {
-					bt.mu.Lock()
-					for _, conn := range bt.idle {
-						conn.idleSince = conn.idleSince.Add(-idleConnTimeout)
-					}
-					bt.mu.Unlock()
-				}
+				time.Sleep(tc.pause)
 			}
 			if n, served := srv.conns.Load(), srv.served.Load(); n != tc.want || served != 3 {
 				t.Errorf("%d connections for %d requests, want %d for 3", n, served, tc.want)
@@ -588,21 +623,18 @@ func FuzzTransports(f *testing.F) {
 		got := map[string][]string{}
 		for _, tr := range transports {
 			srv := newScriptedIdP(t, first, second)
-			cfg := testConfig(srv.URL())
-			cfg.Timeout, cfg.BlockingIO = timeout, tr.blocking
-			c := newTestClient(t, cfg)
+			rt := newTransport(t, tr)
 			for i := range 2 {
 				if i > 0 {
 					time.Sleep(pause)
 				}
 				start := time.Now()
-				_, err := c.Verify(context.Background(), testToken)
+				got[tr] = append(got[tr], post(t, rt, srv.URL(), testForm, timeout))
 				// Wider than in TestTransportsAgainstServerBehaviours, which tests timeouts: fuzzing
 				// runs workers side by side on a shared machine.
 				if d := time.Since(start); d > timeout+2*time.Second {
-					t.Errorf("%s, request %d: took %v with timeout %v", tr.name, i+1, d, timeout)
+					t.Errorf("%s, request %d: took %v with timeout %v", tr, i+1, d, timeout)
 				}
-				got[tr.name] = append(got[tr.name], outcome(err))
 			}
 		}
 		if !slices.Equal(got["net/http"], got["blocking"]) {
