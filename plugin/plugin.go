@@ -38,12 +38,12 @@ const tickNoMinimum = 0
 // broker's userdata. Nothing lives in package globals: the same .so may serve several listeners with
 // different options.
 type instance struct {
-	engine   *auth.Engine
-	machine  *sessions.Machine
-	log      *auth.LogQueue
-	due      tickFlags // makes the next tick call goTick; set whenever work for it is queued
-	v21      bool      // Mosquitto 2.1: DISCONNECT fires only for sessions that end
-	delay    bool      // checks that miss the cache are delayed (2.1)
+	engine  *auth.Engine
+	machine *sessions.Machine
+	log     *auth.LogQueue
+	due     tickFlags // makes the next tick call goTick; set whenever work for it is queued
+	v21     bool      // Mosquitto 2.1: DISCONNECT fires only for sessions that end
+	delay   bool      // checks that miss the cache are delayed (2.1)
 	// alarm wakes the broker thread when a delayed answer, a lease's end or a re-check's outcome is
 	// ready (see package wake); nil on 2.0, whose loop turns every 100 ms anyway, and where the broker
 	// thread cannot be woken.
