@@ -172,7 +172,7 @@ func newEngine(cfg *config.Config, intro verified.Verifier, jv *jwt.Verifier, lo
 			breaker: &breaker{threshold: cfg.BreakerFailures, cooldown: cfg.BreakerCooldown, now: now, log: log}}
 	}
 	e.v = &verifier{
-		source:   router{jwt: jv, intro: intro},
+		source:   router{jwt: jv, intro: intro, log: log},
 		intro:    intro,
 		jwt:      jv,
 		cache:    cache.New[verdict](entries, now),

@@ -35,14 +35,28 @@ func (f *fakeIdP) Verify(_ context.Context, tok string) (verified.Token, error) 
 }
 
 type logRecorder struct {
-	mu    sync.Mutex
-	lines []string
+	mu     sync.Mutex
+	lines  []string
+	levels []Level // of each line
 }
 
-func (l *logRecorder) Log(_ Level, msg string) {
+func (l *logRecorder) Log(level Level, msg string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.lines = append(l.lines, msg)
+	l.levels = append(l.levels, level)
+}
+
+// find returns the first line holding s, and its level.
+func (l *logRecorder) find(s string) (string, Level, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, line := range l.lines {
+		if strings.Contains(line, s) {
+			return line, l.levels[i], true
+		}
+	}
+	return "", 0, false
 }
 
 const aliceClaims = `{"active":true,"sub":"alice-sub","username":"alice","email":"alice@example.com",
@@ -178,3 +192,4 @@ func TestCheckName(t *testing.T) {
 		}
 	}
 }
+
