@@ -193,3 +193,29 @@ func TestCheckName(t *testing.T) {
 	}
 }
 
+// New logs the configuration's warnings, such as a plain-http endpoint, before any client connects.
+func TestNewLogsWarnings(t *testing.T) {
+	for _, tc := range []struct {
+		endpoint string
+		warns    bool
+	}{
+		{"http://hydra:4445/admin/oauth2/introspect", true},
+		{"http://127.0.0.1:4445/admin/oauth2/introspect", false},
+		{"https://hydra:4445/admin/oauth2/introspect", false},
+	} {
+		cfg, err := config.Parse([]config.Option{opt("introspection_endpoint", tc.endpoint), opt("client_id", "broker"), opt("client_secret", "s")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		log := &logRecorder{}
+		e, err := New(cfg, log, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Close()
+		line, level, found := log.find("is plain http")
+		if found != tc.warns || (found && (level != LevelWarning || !strings.Contains(line, tc.endpoint))) {
+			t.Errorf("%s: warning %v %q at level %d", tc.endpoint, found, line, level)
+		}
+	}
+}

@@ -266,5 +266,103 @@ func FuzzParse(f *testing.F) {
 			t.Errorf("feature and template disagree: %+v", *c)
 		}
 		_ = c.Summary()
+		_ = c.Warnings()
 	})
+}
+
+// A plain-http endpoint is warned about unless it is this host; TLS options are warned about when no
+// endpoint uses TLS.
+func TestWarnings(t *testing.T) {
+	intro := func(u string, extra ...Option) []Option {
+		return append([]Option{{"introspection_endpoint", u}, base[1], base[2]}, extra...)
+	}
+	tests := []struct {
+		name string
+		opts []Option
+		want []string // one part of each warning, in order
+	}{
+		{"https", base, nil},
+		{"http to another host", intro("http://hydra:4445/admin/oauth2/introspect"),
+			[]string{"introspection_endpoint http://hydra:4445/admin/oauth2/introspect is plain http to a host other than loopback: every token"}},
+		{"HTTP in capitals", intro("HTTP://hydra:4445/x"), []string{"introspection_endpoint HTTP://hydra:4445/x is plain http"}},
+		{"http to a public address", intro("http://192.0.2.7/x"), []string{"is plain http"}},
+		{"http to 127.0.0.1", intro("http://127.0.0.1:4445/x"), nil},
+		{"http to 127.9.9.9", intro("http://127.9.9.9:4445/x"), nil},
+		{"http to ::1", intro("http://[::1]:4445/x"), nil},
+		{"http to a mapped loopback", intro("http://[::ffff:127.0.0.1]:4445/x"), nil},
+		{"http to localhost", intro("http://localhost:4445/x"), nil},
+		{"http to LOCALHOST.", intro("http://LOCALHOST.:4445/x"), nil},
+		{"http to a .localhost name", intro("http://hydra.localhost:4445/x"), nil},
+		{"http to a name that only starts like localhost", intro("http://localhost.example:4445/x"), []string{"is plain http"}},
+		{"http issuer, discovery", []Option{{"jwt_verification", "true"}, {"jwt_issuer", "http://idp.example"}},
+			[]string{"jwt_issuer http://idp.example is plain http to a host other than loopback, and the signing keys are found by discovery from it"}},
+		{"http jwks endpoint", jwtOnly(Option{"jwks_endpoint", "http://idp.example/jwks"}),
+			[]string{"jwks_endpoint http://idp.example/jwks is plain http to a host other than loopback: anyone on the way can replace the signing keys"}},
+		{"http issuer with an https jwks endpoint", []Option{{"jwt_verification", "true"}, {"jwt_issuer", "http://idp.example"},
+			{"jwks_endpoint", "https://idp.example/jwks"}}, nil},
+		{"ca_file with http only", intro("http://127.0.0.1/x", Option{"ca_file", "/etc/ca.pem"}),
+			[]string{"ca_file and tls_verification apply to https endpoints, and none is configured"}},
+		{"tls_verification off with http only", intro("http://127.0.0.1/x", Option{"tls_verification", "false"}),
+			[]string{"ca_file and tls_verification apply to https endpoints"}},
+		{"ca_file with https", with(Option{"ca_file", "/etc/ca.pem"}), nil},
+		{"both plain", []Option{{"introspection_endpoint", "http://hydra:4445/x"}, base[1], base[2], {"jwt_verification", "true"},
+			{"jwt_issuer", "http://hydra:4444/"}, {"ca_file", "/etc/ca.pem"}},
+			[]string{"introspection_endpoint http://hydra:4445/x", "jwt_issuer http://hydra:4444/ is plain http to a host other than loopback, and the signing keys are found by discovery",
+				"ca_file and tls_verification apply"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse(tt.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := c.Warnings()
+			if len(got) != len(tt.want) {
+				t.Fatalf("warnings %q, want %d", got, len(tt.want))
+			}
+			for i, w := range tt.want {
+				if !strings.Contains(got[i], w) {
+					t.Errorf("warning %q, want it to hold %q", got[i], w)
+				}
+			}
+		})
+	}
+}
+
+// The start-up line shows tls_verification and ca_file only where they apply: with an https endpoint.
+func TestSummaryShowsTLSWhereItApplies(t *testing.T) {
+	tests := []struct {
+		name      string
+		opts      []Option
+		want, not []string
+	}{
+		{"https introspection", with(Option{"ca_file", "/etc/ca.pem"}), []string{"tls_verification=true ca_file=/etc/ca.pem timeout=5s"}, nil},
+		{"https, verification off", with(Option{"tls_verification", "false"}), []string{"tls_verification=false timeout=5s"}, []string{"ca_file"}},
+		{"http introspection", []Option{{"introspection_endpoint", "http://127.0.0.1:4445/x"}, base[1], base[2], {"ca_file", "/etc/ca.pem"}},
+			[]string{"introspection_auth_method=client_secret_basic timeout=5s"}, []string{"tls_verification", "ca_file"}},
+		{"https issuer by discovery", jwtOnly(), []string{"introspection=off tls_verification=true timeout=5s"}, nil},
+		{"http issuer, https jwks", []Option{{"jwt_verification", "true"}, {"jwt_issuer", "http://idp.example"}, {"jwks_endpoint", "https://idp.example/k"}},
+			[]string{"tls_verification=true"}, nil},
+		{"http issuer by discovery", []Option{{"jwt_verification", "true"}, {"jwt_issuer", "http://127.0.0.1:4444"}},
+			[]string{"introspection=off timeout=5s"}, []string{"tls_verification"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse(tt.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := c.Summary()
+			for _, w := range tt.want {
+				if !strings.Contains(s, w) {
+					t.Errorf("summary %q lacks %q", s, w)
+				}
+			}
+			for _, n := range tt.not {
+				if strings.Contains(s, n) {
+					t.Errorf("summary %q shows %q", s, n)
+				}
+			}
+		})
+	}
 }
