@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/acl"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/introspect"
 )
 
@@ -364,5 +365,116 @@ func TestSummaryShowsTLSWhereItApplies(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Every recipe's lines in the README's "Identity provider recipes" parse, with no warning: a recipe
+// that stops the broker or draws a warning would be a wrong recipe.
+func TestREADMERecipesParse(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "\n## Identity provider recipes\n")
+	if !ok {
+		t.Fatal("README.md has no Identity provider recipes section")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	blocks := 0
+	for _, heading := range strings.Split(section, "\n### ")[1:] {
+		name, _, _ := strings.Cut(heading, "\n")
+		_, block, ok := strings.Cut(heading, "\n```\n")
+		if !ok {
+			t.Errorf("%s: no configuration block", name)
+			continue
+		}
+		block, _, _ = strings.Cut(block, "\n```")
+		var opts []Option
+		for _, line := range strings.Split(block, "\n") {
+			key, value, ok := strings.Cut(strings.TrimPrefix(line, "plugin_opt_"), " ")
+			if !ok || !strings.HasPrefix(line, "plugin_opt_") {
+				t.Errorf("%s: %q is not a plugin_opt line", name, line)
+				continue
+			}
+			if key == "client_secret_file" {
+				value = secret
+			}
+			opts = append(opts, Option{key, value})
+		}
+		c, err := Parse(opts)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if w := c.Warnings(); len(w) > 0 {
+			t.Errorf("%s: warnings %q", name, w)
+		}
+		checkRecipe(t, name, c)
+		blocks++
+	}
+	if blocks != 6 {
+		t.Errorf("%d recipes parsed, want 6 (Keycloak, ZITADEL, Ory Hydra, Entra ID, Auth0, Okta)", blocks)
+	}
+}
+
+// recipeTokens are claims shaped as each identity provider documents them, in each verification mode
+// its recipe covers, with what the recipe's rules must allow for them (username dev-7).
+var recipeTokens = map[string][]struct {
+	mode, claims string
+	allowed      []string // "publish TOPIC" or "subscribe FILTER"
+}{
+	"Keycloak": {{"JWT", `{"realm_access": {"roles": ["fleet-reader", "offline_access"]},
+		"resource_access": {"mqtt-broker": {"roles": ["admin"]}, "account": {"roles": ["view-profile"]}},
+		"scope": "openid profile telemetry:write", "preferred_username": "dev-7"}`,
+		[]string{"publish devices/dev-7/up", "subscribe fleet/#", "subscribe admin/x", "publish telemetry/dev-7/t"}}},
+	"ZITADEL": {{"introspection", `{"active": true, "scope": "openid telemetry:write",
+		"urn:zitadel:iam:org:project:roles": {"reader": {"123": "acme.zitadel.cloud"}}}`,
+		[]string{"subscribe fleet/#", "publish telemetry/t"}}},
+	"Ory Hydra (v2)": {
+		{"introspection", `{"active": true, "sub": "dev-7", "scope": "offline telemetry:write",
+			"ext": {"roles": ["fleet-reader"], "tenant": "acme"}}`,
+			[]string{"publish devices/dev-7/up", "subscribe fleet/#", "subscribe tenants/acme/#", "publish telemetry/dev-7/t"}},
+		{"JWT", `{"sub": "dev-7", "scp": ["offline", "telemetry:write"], "roles": ["fleet-reader"],
+			"ext": {"roles": ["fleet-reader"], "tenant": "acme"}}`,
+			[]string{"publish devices/dev-7/up", "subscribe fleet/#", "subscribe tenants/acme/#", "publish telemetry/dev-7/t"}}},
+	"Microsoft Entra ID": {{"JWT", `{"ver": "2.0", "roles": ["Fleet.Read"], "scp": "User.Read Commands.Send", "oid": "dev-7"}`,
+		[]string{"publish devices/dev-7/up", "subscribe fleet/#", "publish commands/reboot"}}},
+	"Auth0": {{"JWT", `{"sub": "dev-7", "scope": "openid read:fleet", "permissions": ["read:fleet"],
+		"https://example.com/tenant": "acme", "https://example.com/topics": ["extra/#"]}`,
+		[]string{"publish devices/dev-7/up", "subscribe fleet/#", "subscribe tenants/acme/#", "publish extra/1"}}},
+	"Okta": {{"JWT", `{"sub": "dev-7", "scp": ["openid", "telemetry:write"], "groups": ["fleet-readers"]}`,
+		[]string{"publish devices/dev-7/up", "subscribe fleet/#", "publish telemetry/dev-7/t"}}},
+}
+
+func checkRecipe(t *testing.T, name string, c *Config) {
+	t.Helper()
+	tokens, ok := recipeTokens[name]
+	if !ok {
+		t.Errorf("%s: no token shapes to check the recipe against", name)
+		return
+	}
+	for _, tok := range tokens {
+		g, err := c.ACL.Compile([]byte(tok.claims), "dev-7", "dev-7")
+		if err != nil {
+			t.Errorf("%s (%s): %v", name, tok.mode, err)
+			continue
+		}
+		for _, a := range tok.allowed {
+			verb, topic, _ := strings.Cut(a, " ")
+			access := acl.Write
+			if verb == "subscribe" {
+				access = acl.Subscribe
+			}
+			if got := g.Check(access, topic, 0, false); got != acl.Allow {
+				t.Errorf("%s (%s): %s is %v, want allow", name, tok.mode, a, got)
+			}
+		}
+		if got := g.Check(acl.Subscribe, "#", 0, false); got == acl.Allow {
+			t.Errorf("%s (%s): subscribe # allowed", name, tok.mode)
+		}
 	}
 }
