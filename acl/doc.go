@@ -24,6 +24,14 @@
 // is a path as in %%claim:PATH%%: keys joined by ".", with "\" escaping a
 // literal ".", "=" or gjson character in a key; ":" and "/" need no escape.
 //
+// "scope" is the one CLAIM read differently: "when scope=VALUE" holds when the
+// token grants the scope VALUE, whether its scopes come as a space-separated
+// "scope" string, an "scp" array or an "scp" string, in either claim; "when
+// scope" holds when it grants any. Identity providers differ in this, and Ory
+// Hydra differs between the introspection answer and the JWT of one token, so
+// one rule serves every verification mode. "scp" is refused as a CLAIM: as a
+// plain claim, a space-separated scp would match only a token with one scope.
+//
 // # Placeholders
 //
 // A value substituted into a topic must fill (part of) one level safely: it

@@ -1,8 +1,11 @@
 package acl
 
 import (
+	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // FuzzMatch checks the laws that tie Match, Covers and Check together:
@@ -140,6 +143,8 @@ func FuzzParseRule(f *testing.F) {
 		`allow all # when a\=b=c`,
 		"allow all %%%u%%",
 		"deny all a/#/b",
+		"deny publish a/# when scope=mqtt:read",
+		"allow all # when scope",
 	} {
 		f.Add(s)
 	}
@@ -216,6 +221,41 @@ func FuzzCompile(f *testing.F) {
 		}
 		if g.Check(Unsubscribe, topic, 0, false) != Allow {
 			t.Fatal("UNSUBSCRIBE refused")
+		}
+	})
+}
+
+// FuzzScopeCondition checks "when scope=WANT" against its definition: WANT is one of the
+// space-separated items of a scope or scp string, or an element of a scope or scp array, and
+// the two claims count alike.
+func FuzzScopeCondition(f *testing.F) {
+	f.Add("openid mqtt:write", "mqtt:write")
+	f.Add("  a  b ", "b")
+	f.Add("a\tb", "b")
+	f.Add("mqtt:writer", "mqtt:write")
+	f.Fuzz(func(t *testing.T, list, want string) {
+		if want == "" || strings.ContainsAny(want, " \t\n\r\v\f") {
+			return // a rule's VALUE is one non-empty field
+		}
+		if !utf8.ValidString(list) || !utf8.ValidString(want) {
+			return // JSON would carry another text than the one compared
+		}
+		c, err := parseCondition("scope=" + want)
+		if err != nil {
+			return // not a path and value the rule syntax takes
+		}
+		js, _ := json.Marshal(list)
+		expect := slices.Contains(strings.Split(list, " "), want)
+		for _, doc := range []string{`{"scope":` + string(js) + `}`, `{"scp":` + string(js) + `}`} {
+			if got := c.holds(doc); got != expect {
+				t.Fatalf("when scope=%s on %s = %v, want %v", want, doc, got, expect)
+			}
+		}
+		w, _ := json.Marshal(want)
+		for _, doc := range []string{`{"scp":[` + string(w) + `]}`, `{"scope":"x","scp":["y",` + string(w) + `]}`} {
+			if !c.holds(doc) {
+				t.Fatalf("when scope=%s does not hold on %s", want, doc)
+			}
 		}
 	})
 }

@@ -26,6 +26,8 @@ func TestParseRule(t *testing.T) {
 		{line: "allow all # when urn:zitadel:iam:org:project:roles=admin", want: "allow all # when urn:zitadel:iam:org:project:roles=admin"},
 		{line: `allow all # when a\=b=c=d`, want: `allow all # when a\=b=c=d`},
 		{line: "allow all # when realm_access.roles=mqtt", want: "allow all # when realm_access.roles=mqtt"},
+		{line: "allow all # when scope=mqtt:write", want: "allow all # when scope=mqtt:write"},
+		{line: "allow all # when ext.scp=x", want: "allow all # when ext.scp=x"},
 
 		{line: "", err: "want allow|deny"},
 		{line: "allow all", err: "want allow|deny"},
@@ -53,6 +55,8 @@ func TestParseRule(t *testing.T) {
 		{line: "allow all # when =x", err: "empty path"},
 		{line: "allow all # when roles.#", err: "not allowed"},
 		{line: "allow all # when a|b", err: "not allowed"},
+		{line: "allow all # when scp=mqtt", err: `write "when scope"`},
+		{line: "allow all # when scp", err: `write "when scope"`},
 	}
 	for _, tt := range tests {
 		var ph placeholders
@@ -205,6 +209,66 @@ func TestCondition(t *testing.T) {
 		}
 		if got := c.holds(conditionClaims); got != tt.want {
 			t.Errorf("when %s = %v, want %v", tt.cond, got, tt.want)
+		}
+	}
+}
+
+// when scope reads the granted scopes as each identity provider writes them: a space-separated scope
+// string, an scp array, an scp string, or both claims at once.
+func TestScopeCondition(t *testing.T) {
+	tests := []struct {
+		claims string
+		cond   string
+		want   bool
+	}{
+		// A space-separated scope string (RFC 7662, Keycloak, Auth0, ZITADEL).
+		{`{"scope": "openid mqtt:read mqtt:write"}`, "scope=mqtt:write", true},
+		{`{"scope": "openid mqtt:read mqtt:write"}`, "scope=openid", true},
+		{`{"scope": "openid mqtt:read mqtt:write"}`, "scope=mqtt", false},
+		{`{"scope": "openid mqtt:read mqtt:write"}`, "scope=openid mqtt:read", false}, // not a rule anyone can write; never a whole-string match
+		{`{"scope": "mqtt:write"}`, "scope=mqtt:write", true},
+		{`{"scope": "  mqtt:write  "}`, "scope=mqtt:write", true},
+		{`{"scope": "mqtt:writer"}`, "scope=mqtt:write", false},
+		{`{"scope": "a\tmqtt:write"}`, "scope=mqtt:write", false}, // only a space separates scopes
+		{`{"scope": ""}`, "scope=mqtt:write", false},
+		// An scp array (Okta, Ory Hydra's JWTs).
+		{`{"scp": ["openid", "mqtt:write"]}`, "scope=mqtt:write", true},
+		{`{"scp": ["openid", "mqtt:read"]}`, "scope=mqtt:write", false},
+		{`{"scp": ["openid mqtt:write"]}`, "scope=mqtt:write", false}, // an element is one scope
+		{`{"scp": [1, true, null, {"mqtt:write": 1}, ["mqtt:write"]]}`, "scope=mqtt:write", false},
+		// An scp string (Entra ID).
+		{`{"scp": "User.Read mqtt.write"}`, "scope=mqtt.write", true},
+		{`{"scp": "User.Read"}`, "scope=mqtt.write", false},
+		// A scope array (some issuers), and both claims at once.
+		{`{"scope": ["mqtt:write"]}`, "scope=mqtt:write", true},
+		{`{"scope": "openid", "scp": ["mqtt:write"]}`, "scope=mqtt:write", true},
+		{`{"scope": "mqtt:write", "scp": []}`, "scope=mqtt:write", true},
+		// Other shapes grant nothing.
+		{`{"scope": 7}`, "scope=7", false},
+		{`{"scope": {"mqtt:write": true}}`, "scope=mqtt:write", false},
+		{`{"scope": null}`, "scope=null", false},
+		{`{}`, "scope=mqtt:write", false},
+		{`{"ext": {"scope": "mqtt:write"}}`, "scope=mqtt:write", false},
+		// Nested paths are ordinary claims, compared as whole values.
+		{`{"ext": {"scope": "mqtt:write"}}`, "ext.scope=mqtt:write", true},
+		{`{"ext": {"scope": "openid mqtt:write"}}`, "ext.scope=mqtt:write", false},
+		{`{"ext": {"scope": "mqtt:write"}}`, "ext.scope", true},
+		// "when scope": any scope granted.
+		{`{"scope": "openid"}`, "scope", true},
+		{`{"scp": ["openid"]}`, "scope", true},
+		{`{"scp": "openid"}`, "scope", true},
+		{`{"scope": " ", "scp": [""]}`, "scope", false},
+		{`{"scope": "", "scp": []}`, "scope", false},
+		{`{}`, "scope", false},
+	}
+	for _, tt := range tests {
+		c, err := parseCondition(tt.cond)
+		if err != nil {
+			t.Errorf("parseCondition(%q): %v", tt.cond, err)
+			continue
+		}
+		if got := c.holds(tt.claims); got != tt.want {
+			t.Errorf("when %s on %s = %v, want %v", tt.cond, tt.claims, got, tt.want)
 		}
 	}
 }

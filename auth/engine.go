@@ -86,8 +86,12 @@ type Engine struct {
 // New builds the engine for cfg, with its own introspection client and JWT verifier as configured. It
 // waits for no network I/O: the JWT verifier fetches the issuer's keys in the background, and the first
 // introspection request happens on the first CONNECT. blockingIO is for an engine whose checks run on
-// Mosquitto 2.0's broker thread (see introspect.Config.BlockingIO).
+// Mosquitto 2.0's broker thread (see introspect.Config.BlockingIO). What cfg allows but an operator
+// probably did not mean, such as a plain-http endpoint, is logged at warning level.
 func New(cfg *config.Config, log Logger, blockingIO bool) (*Engine, error) {
+	for _, w := range cfg.Warnings() {
+		log.Log(LevelWarning, w)
+	}
 	var roots *x509.CertPool
 	if cfg.CAFile != "" {
 		pool, err := loadCAFile(cfg.CAFile)
@@ -172,7 +176,7 @@ func newEngine(cfg *config.Config, intro verified.Verifier, jv *jwt.Verifier, lo
 			breaker: &breaker{threshold: cfg.BreakerFailures, cooldown: cfg.BreakerCooldown, now: now, log: log}}
 	}
 	e.v = &verifier{
-		source:   router{jwt: jv, intro: intro},
+		source:   router{jwt: jv, intro: intro, log: log},
 		intro:    intro,
 		jwt:      jv,
 		cache:    cache.New[verdict](entries, now),

@@ -35,14 +35,28 @@ func (f *fakeIdP) Verify(_ context.Context, tok string) (verified.Token, error) 
 }
 
 type logRecorder struct {
-	mu    sync.Mutex
-	lines []string
+	mu     sync.Mutex
+	lines  []string
+	levels []Level // of each line
 }
 
-func (l *logRecorder) Log(_ Level, msg string) {
+func (l *logRecorder) Log(level Level, msg string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.lines = append(l.lines, msg)
+	l.levels = append(l.levels, level)
+}
+
+// find returns the first line holding s, and its level.
+func (l *logRecorder) find(s string) (string, Level, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, line := range l.lines {
+		if strings.Contains(line, s) {
+			return line, l.levels[i], true
+		}
+	}
+	return "", 0, false
 }
 
 const aliceClaims = `{"active":true,"sub":"alice-sub","username":"alice","email":"alice@example.com",
@@ -175,6 +189,33 @@ func TestCheckName(t *testing.T) {
 	for _, tt := range tests {
 		if err := CheckName(tt.name); (err == nil) != tt.ok {
 			t.Errorf("CheckName(%q) = %v, want ok=%v", tt.name, err, tt.ok)
+		}
+	}
+}
+
+// New logs the configuration's warnings, such as a plain-http endpoint, before any client connects.
+func TestNewLogsWarnings(t *testing.T) {
+	for _, tc := range []struct {
+		endpoint string
+		warns    bool
+	}{
+		{"http://hydra:4445/admin/oauth2/introspect", true},
+		{"http://127.0.0.1:4445/admin/oauth2/introspect", false},
+		{"https://hydra:4445/admin/oauth2/introspect", false},
+	} {
+		cfg, err := config.Parse([]config.Option{opt("introspection_endpoint", tc.endpoint), opt("client_id", "broker"), opt("client_secret", "s")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		log := &logRecorder{}
+		e, err := New(cfg, log, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Close()
+		line, level, found := log.find("is plain http")
+		if found != tc.warns || (found && (level != LevelWarning || !strings.Contains(line, tc.endpoint))) {
+			t.Errorf("%s: warning %v %q at level %d", tc.endpoint, found, line, level)
 		}
 	}
 }

@@ -123,7 +123,7 @@ func TestNegativeEntriesStaySmall(t *testing.T) {
 	if got := e.v.cache.Len(); got != n {
 		t.Fatalf("%d entries cached, want %d", got, n)
 	}
-	log.lines = nil // the refusals' log lines are the broker's, not the cache's
+	log.lines, log.levels = nil, nil // the refusals' log lines are the broker's, not the cache's
 	used := heap() - before
 	t.Logf("%d refusals cached: %d bytes each", n, used/n)
 	if used/n > 512 {

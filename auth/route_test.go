@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -56,7 +57,12 @@ func newJWTIssuer(t *testing.T) *jwtIssuer {
 
 func (iss *jwtIssuer) token(t *testing.T, exp time.Time, extra string) string {
 	t.Helper()
-	payload := `{"iss":"` + iss.srv.URL + `","sub":"device-7","username":"dev7","exp":` + jsonNum(exp.Unix()) + extra + `}`
+	return iss.sign(t, `{"iss":"`+iss.srv.URL+`","sub":"device-7","username":"dev7","exp":`+jsonNum(exp.Unix())+extra+`}`)
+}
+
+// sign signs payload, whatever it claims, with the issuer's key.
+func (iss *jwtIssuer) sign(t *testing.T, payload string) string {
+	t.Helper()
 	obj, err := iss.signer.Sign([]byte(payload))
 	if err != nil {
 		t.Fatal(err)
@@ -172,4 +178,102 @@ func (l *logRecorder) text() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return strings.Join(l.lines, "\n")
+}
+
+// A JWT that is not verified locally says why, at info level when jwt_verification is on (the
+// operator expected it here) and debug when it is off, and a refusal carries the reason; the token's
+// iss is quoted next to jwt_issuer. Other tokens go to introspection without a word.
+func TestRoutingSaysWhy(t *testing.T) {
+	iss := newJWTIssuer(t)
+	clk := &testClock{t: time.Now()}
+	exp := jsonNum(clk.t.Add(time.Hour).Unix())
+	foreign := iss.sign(t, `{"iss":"`+iss.srv.URL+`/","sub":"d","exp":`+exp+`}`)
+	forged := iss.sign(t, `{"iss":"x\r\n1999999999: New client connected","sub":"d","exp":`+exp+`}`)
+	noIss := iss.sign(t, `{"sub":"d","exp":`+exp+`}`)
+	inactive := &scriptedIdP{err: fmt.Errorf("%w: inactive", verified.ErrInvalid)}
+	active := &scriptedIdP{res: verified.Token{Claims: []byte(`{"active":true}`), Source: verified.Introspection}}
+	issIs := `iss "` + iss.srv.URL + `/" is not jwt_issuer "` + iss.srv.URL + `"`
+	tests := []struct {
+		name     string
+		intro    verified.Verifier // nil: jwt_verification without introspection
+		noJWT    bool              // introspection only
+		token    string
+		want     Result
+		route    string // the routing line's text; "" for none
+		level    Level
+		refusal  string // part of the refusal; "" when accepted
+		notInLog string
+	}{
+		{name: "other iss, refused by introspection", intro: inactive, token: foreign, want: Deny,
+			route: "a JWT goes to introspection, not local verification: " + issIs, level: LevelInfo,
+			refusal: "token verification failed: token rejected: inactive (a JWT sent to introspection: " + issIs + ") (deny)"},
+		{name: "other iss, accepted by introspection", intro: active, token: foreign, want: Allow,
+			route: "not local verification: " + issIs, level: LevelInfo},
+		{name: "iss with a line break", intro: inactive, token: forged, want: Deny,
+			route: `iss "x\r\n1999999999: New client connected" is not jwt_issuer`, level: LevelInfo,
+			refusal: `(a JWT sent to introspection: iss "x\r\n1999999999`, notInLog: "\n1999999999"},
+		{name: "no iss", intro: inactive, token: noIss, want: Deny,
+			route: "not local verification: its payload holds no iss string", level: LevelInfo,
+			refusal: "inactive (a JWT sent to introspection: its payload holds no iss string)"},
+		{name: "opaque token", intro: inactive, token: "opaque-token", want: Deny,
+			refusal: "token verification failed: token rejected: inactive (deny)"},
+		{name: "other iss, no introspection", token: foreign, want: Deny,
+			refusal: "token verification failed: token rejected: " + issIs + ", and no introspection_endpoint is set (deny)"},
+		{name: "opaque token, no introspection", token: "opaque-token", want: Deny,
+			refusal: "token rejected: not a JWS, and no introspection_endpoint is set"},
+		{name: "jwt_verification off", intro: inactive, noJWT: true, token: foreign, want: Deny,
+			route: "a JWT goes to introspection, not local verification: jwt_verification is false", level: LevelDebug,
+			refusal: "token verification failed: token rejected: inactive (deny)"},
+		{name: "jwt_verification off, opaque token", intro: inactive, noJWT: true, token: "opaque-token", want: Deny,
+			refusal: "token rejected: inactive (deny)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var e *Engine
+			var log *logRecorder
+			if tt.noJWT {
+				e, log = newTestEngine(t, tt.intro, clk)
+			} else {
+				e, log = jwtEngine(t, iss, tt.intro, clk)
+			}
+			if d := e.Authenticate(context.Background(), Request{ClientID: "c", Password: tt.token}); d.Result != tt.want {
+				t.Fatalf("%v, want %v; log %q", d.Result, tt.want, log.text())
+			}
+			line, level, found := log.find("goes to introspection")
+			switch {
+			case tt.route == "" && found:
+				t.Errorf("routing logged: %q", line)
+			case tt.route != "" && (!strings.Contains(line, tt.route) || level != tt.level):
+				t.Errorf("routing line %q at level %d, want %q at %d; log %q", line, level, tt.route, tt.level, log.text())
+			}
+			if tt.refusal != "" {
+				if _, _, ok := log.find(tt.refusal); !ok {
+					t.Errorf("no refusal holding %q in %q", tt.refusal, log.text())
+				}
+			}
+			text := log.text()
+			if strings.Contains(text, tt.token) || (tt.notInLog != "" && strings.Contains(text, tt.notInLog)) {
+				t.Errorf("log %q holds the token or an unquoted value", text)
+			}
+		})
+	}
+}
+
+// However long the iss a token carries, the refusal kept in the negative cache stays within its bound,
+// while the refusal logged when it is made names both issuers whole.
+func TestRoutingReasonStaysBounded(t *testing.T) {
+	iss := newJWTIssuer(t)
+	clk := &testClock{t: time.Now()}
+	tok := iss.sign(t, `{"iss":"`+strings.Repeat("i", 5000)+`","exp":`+jsonNum(clk.t.Add(time.Hour).Unix())+`}`)
+	e, log := jwtEngine(t, iss, &scriptedIdP{err: fmt.Errorf("%w: inactive", verified.ErrInvalid)}, clk)
+	if d := e.Authenticate(context.Background(), Request{ClientID: "c", Password: tok}); d.Result != Deny {
+		t.Fatalf("%v, want deny", d.Result)
+	}
+	vd, ok := e.v.cached(cache.KeyOf(tok))
+	if !ok || len(vd.reason) > maxReason+len("…") || !strings.Contains(vd.reason, `iss "iiii`) {
+		t.Errorf("cached %v, reason of %d bytes: %q", ok, len(vd.reason), vd.reason)
+	}
+	if _, _, ok := log.find(`"… is not jwt_issuer "` + iss.srv.URL + `") (deny)`); !ok {
+		t.Errorf("the refusal does not name both issuers: %q", log.text())
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/cache"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/introspect"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/jwt"
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/logtext"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/verified"
 )
 
@@ -101,25 +102,46 @@ func (v *verifier) ask(ctx context.Context, k cache.Key, token string) (verdict,
 	return v.record(k, res, err)
 }
 
-// errNotRoutable refuses a token that only introspection could check when there is none.
-var errNotRoutable = fmt.Errorf("%w: not a JWT of jwt_issuer, and no introspection_endpoint is set", introspect.ErrTokenInvalid)
-
 // router checks a token where it belongs: a JWT of the configured issuer locally, anything else by
 // introspection. Only introspection sits behind the circuit breaker: local checks keep working while it
 // is open, and their success says nothing about the introspection endpoint.
+//
+// A JWT it sends to introspection is logged with the reason: at info level when jwt_verification is
+// on, since the operator then expects JWTs to be checked here and an iss that differs from jwt_issuer
+// by a trailing slash, or a v1 and a v2 issuer (Entra ID), is the common cause; at debug level when it
+// is off. When introspection refuses such a JWT, or there is none, the refusal carries the reason too.
+// This costs nothing more than routing: the token's payload is decoded once for the route, which says
+// why.
 type router struct {
 	jwt   *jwt.Verifier     // nil unless jwt_verification
 	intro verified.Verifier // nil without introspection_endpoint
+	log   Logger
 }
 
 func (r router) Verify(ctx context.Context, token string) (verified.Token, error) {
-	if r.jwt != nil && r.jwt.Issued(token) {
-		return r.jwt.Verify(ctx, token)
+	why, level := "", LevelInfo // why a JWT is not verified here; "" for any other token
+	if r.jwt != nil {
+		route := r.jwt.Route(token)
+		if route.Local() {
+			return r.jwt.Verify(ctx, token)
+		}
+		if r.intro == nil {
+			return verified.Token{}, fmt.Errorf("%w: %s, and no introspection_endpoint is set", introspect.ErrTokenInvalid, route)
+		}
+		if route.JWS() {
+			why = route.String()
+		}
+	} else if jwt.LooksLikeJWS(token) {
+		why, level = "jwt_verification is false", LevelDebug
 	}
-	if r.intro == nil {
-		return verified.Token{}, errNotRoutable
+	if why != "" {
+		r.log.Log(level, "a JWT goes to introspection, not local verification: "+why)
 	}
-	return r.intro.Verify(ctx, token)
+	res, err := r.intro.Verify(ctx, token)
+	if r.jwt != nil && why != "" && invalid(err) {
+		err = fmt.Errorf("%w (a JWT sent to introspection: %s)", err, why)
+	}
+	return res, err
 }
 
 // guarded is a verifier behind the circuit breaker: it answers at once while the breaker is open, and
@@ -158,7 +180,7 @@ func (g *guarded) Verify(ctx context.Context, token string) (verified.Token, err
 // held verifies a JWT of the configured issuer with the keys held now, without I/O, and records the
 // verdict. ok is false for any other token and for a JWT whose key must be fetched first.
 func (v *verifier) held(k cache.Key, token string) (vd verdict, ok bool) {
-	if v.jwt == nil || !v.jwt.Issued(token) {
+	if v.jwt == nil || !v.jwt.Route(token).Local() {
 		return verdict{}, false
 	}
 	r, ok, err := v.jwt.VerifyHeld(token)
@@ -220,11 +242,12 @@ func (v *verifier) record(k cache.Key, res verified.Token, err error) (verdict, 
 		if !invalid(err) {
 			return verdict{}, err
 		}
-		vd := verdict{reason: boundedReason(err)}
 		if v.negTTL > 0 {
-			v.cache.Put(k, vd, now.Add(v.negTTL))
+			v.cache.Put(k, verdict{reason: boundedReason(err)}, now.Add(v.negTTL))
 		}
-		return vd, nil
+		// The refusal logged now may name more than the one kept (the token's iss next to jwt_issuer,
+		// say): only the cache is open to a flood, and a log line has a bound of its own.
+		return verdict{reason: cutReason(err.Error(), logtext.MaxLine)}, nil
 	}
 	vd := v.render(res)
 	vd.introspected = res.Source == verified.Introspection
@@ -244,10 +267,12 @@ func (v *verifier) record(k cache.Key, res verified.Token, err error) (verdict, 
 // reason ever quotes more than it should, since an attacker can fill the cache with refusals.
 const maxReason = 160
 
-func boundedReason(err error) string {
-	r := err.Error()
-	if len(r) <= maxReason {
+func boundedReason(err error) string { return cutReason(err.Error(), maxReason) }
+
+// cutReason cuts r to at most max bytes, and says so.
+func cutReason(r string, max int) string {
+	if len(r) <= max {
 		return r
 	}
-	return strings.ToValidUTF8(r[:maxReason], "") + "…"
+	return strings.ToValidUTF8(r[:max], "") + "…"
 }

@@ -9,6 +9,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"os"
 	"slices"
@@ -539,11 +540,13 @@ func (c *Config) Summary() string {
 	} else {
 		b.WriteString("introspection=off ")
 	}
-	fmt.Fprintf(&b, "tls_verification=%t", c.TLSVerification)
-	if c.CAFile != "" {
-		fmt.Fprintf(&b, " ca_file=%s", c.CAFile)
+	if c.usesHTTPS() {
+		fmt.Fprintf(&b, "tls_verification=%t ", c.TLSVerification)
+		if c.CAFile != "" {
+			fmt.Fprintf(&b, "ca_file=%s ", c.CAFile)
+		}
 	}
-	fmt.Fprintf(&b, " timeout=%gs", c.Timeout.Seconds())
+	fmt.Fprintf(&b, "timeout=%gs", c.Timeout.Seconds())
 	if c.UsernameValidation {
 		fmt.Fprintf(&b, " username_validation=%q on_error=%s", c.ValidationTemplate, c.ValidationError)
 	}
@@ -563,4 +566,80 @@ func (c *Config) Summary() string {
 		fmt.Fprintf(&b, " reintrospection_interval=%gs", c.ReintrospectionInterval.Seconds())
 	}
 	return b.String()
+}
+
+// endpoint is a URL the plugin fetches from, and the option that names it.
+type endpoint struct {
+	Option, URL string
+}
+
+// endpoints lists the URLs the plugin fetches from: the introspection endpoint, the JWK set, and the
+// issuer when the JWK set is found by discovery from it (otherwise jwt_issuer is only compared).
+func (c *Config) endpoints() []endpoint {
+	var out []endpoint
+	if c.Introspection() {
+		out = append(out, endpoint{"introspection_endpoint", c.IntrospectionEndpoint})
+	}
+	switch {
+	case c.JWKSEndpoint != "":
+		out = append(out, endpoint{"jwks_endpoint", c.JWKSEndpoint})
+	case c.JWTVerification:
+		out = append(out, endpoint{"jwt_issuer", c.JWTIssuer})
+	}
+	return out
+}
+
+// usesHTTPS reports whether an endpoint is https, where tls_verification and ca_file apply.
+func (c *Config) usesHTTPS() bool {
+	for _, e := range c.endpoints() {
+		if strings.HasPrefix(strings.ToLower(e.URL), "https://") {
+			return true
+		}
+	}
+	return false
+}
+
+// Warnings says what the configuration allows but an operator probably did not mean, one line each,
+// for the start-up log: an endpoint in plain http to a host other than loopback (what crosses the
+// network there can be read and changed on the way), and TLS options with no https endpoint to apply to.
+func (c *Config) Warnings() []string {
+	var out []string
+	for _, e := range c.endpoints() {
+		if !plainHTTPOffHost(e.URL) {
+			continue
+		}
+		switch e.Option {
+		case "introspection_endpoint":
+			out = append(out, fmt.Sprintf("%s %s is plain http to a host other than loopback: every token and the "+
+				"broker's client secret cross the network readable, and its answers can be forged on the way; use https",
+				e.Option, e.URL))
+		case "jwks_endpoint":
+			out = append(out, fmt.Sprintf("%s %s is plain http to a host other than loopback: anyone on the way can "+
+				"replace the signing keys and mint tokens the broker accepts; use https", e.Option, e.URL))
+		default:
+			out = append(out, fmt.Sprintf("%s %s is plain http to a host other than loopback, and the signing keys "+
+				"are found by discovery from it: anyone on the way can replace them and mint tokens the broker "+
+				"accepts; use https, or set jwks_endpoint to an https URL", e.Option, e.URL))
+		}
+	}
+	if !c.usesHTTPS() && (c.CAFile != "" || !c.TLSVerification) {
+		out = append(out, "ca_file and tls_verification apply to https endpoints, and none is configured: they have no effect")
+	}
+	return out
+}
+
+// plainHTTPOffHost reports whether u is a plain http URL to a host other than this one. Host names are
+// not resolved: only "localhost", names under ".localhost" (RFC 6761) and loopback addresses count as
+// this host.
+func plainHTTPOffHost(u string) bool {
+	p, err := url.Parse(u)
+	if err != nil || !strings.EqualFold(p.Scheme, "http") {
+		return false
+	}
+	host := strings.ToLower(strings.TrimSuffix(p.Hostname(), "."))
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	return err != nil || !ip.IsLoopback()
 }

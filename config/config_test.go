@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/acl"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/introspect"
 )
 
@@ -266,5 +267,214 @@ func FuzzParse(f *testing.F) {
 			t.Errorf("feature and template disagree: %+v", *c)
 		}
 		_ = c.Summary()
+		_ = c.Warnings()
 	})
+}
+
+// A plain-http endpoint is warned about unless it is this host; TLS options are warned about when no
+// endpoint uses TLS.
+func TestWarnings(t *testing.T) {
+	intro := func(u string, extra ...Option) []Option {
+		return append([]Option{{"introspection_endpoint", u}, base[1], base[2]}, extra...)
+	}
+	tests := []struct {
+		name string
+		opts []Option
+		want []string // one part of each warning, in order
+	}{
+		{"https", base, nil},
+		{"http to another host", intro("http://hydra:4445/admin/oauth2/introspect"),
+			[]string{"introspection_endpoint http://hydra:4445/admin/oauth2/introspect is plain http to a host other than loopback: every token"}},
+		{"HTTP in capitals", intro("HTTP://hydra:4445/x"), []string{"introspection_endpoint HTTP://hydra:4445/x is plain http"}},
+		{"http to a public address", intro("http://192.0.2.7/x"), []string{"is plain http"}},
+		{"http to 127.0.0.1", intro("http://127.0.0.1:4445/x"), nil},
+		{"http to 127.9.9.9", intro("http://127.9.9.9:4445/x"), nil},
+		{"http to ::1", intro("http://[::1]:4445/x"), nil},
+		{"http to a mapped loopback", intro("http://[::ffff:127.0.0.1]:4445/x"), nil},
+		{"http to localhost", intro("http://localhost:4445/x"), nil},
+		{"http to LOCALHOST.", intro("http://LOCALHOST.:4445/x"), nil},
+		{"http to a .localhost name", intro("http://hydra.localhost:4445/x"), nil},
+		{"http to a name that only starts like localhost", intro("http://localhost.example:4445/x"), []string{"is plain http"}},
+		{"http issuer, discovery", []Option{{"jwt_verification", "true"}, {"jwt_issuer", "http://idp.example"}},
+			[]string{"jwt_issuer http://idp.example is plain http to a host other than loopback, and the signing keys are found by discovery from it"}},
+		{"http jwks endpoint", jwtOnly(Option{"jwks_endpoint", "http://idp.example/jwks"}),
+			[]string{"jwks_endpoint http://idp.example/jwks is plain http to a host other than loopback: anyone on the way can replace the signing keys"}},
+		{"http issuer with an https jwks endpoint", []Option{{"jwt_verification", "true"}, {"jwt_issuer", "http://idp.example"},
+			{"jwks_endpoint", "https://idp.example/jwks"}}, nil},
+		{"ca_file with http only", intro("http://127.0.0.1/x", Option{"ca_file", "/etc/ca.pem"}),
+			[]string{"ca_file and tls_verification apply to https endpoints, and none is configured"}},
+		{"tls_verification off with http only", intro("http://127.0.0.1/x", Option{"tls_verification", "false"}),
+			[]string{"ca_file and tls_verification apply to https endpoints"}},
+		{"ca_file with https", with(Option{"ca_file", "/etc/ca.pem"}), nil},
+		{"both plain", []Option{{"introspection_endpoint", "http://hydra:4445/x"}, base[1], base[2], {"jwt_verification", "true"},
+			{"jwt_issuer", "http://hydra:4444/"}, {"ca_file", "/etc/ca.pem"}},
+			[]string{"introspection_endpoint http://hydra:4445/x", "jwt_issuer http://hydra:4444/ is plain http to a host other than loopback, and the signing keys are found by discovery",
+				"ca_file and tls_verification apply"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse(tt.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := c.Warnings()
+			if len(got) != len(tt.want) {
+				t.Fatalf("warnings %q, want %d", got, len(tt.want))
+			}
+			for i, w := range tt.want {
+				if !strings.Contains(got[i], w) {
+					t.Errorf("warning %q, want it to hold %q", got[i], w)
+				}
+			}
+		})
+	}
+}
+
+// The start-up line shows tls_verification and ca_file only where they apply: with an https endpoint.
+func TestSummaryShowsTLSWhereItApplies(t *testing.T) {
+	tests := []struct {
+		name      string
+		opts      []Option
+		want, not []string
+	}{
+		{"https introspection", with(Option{"ca_file", "/etc/ca.pem"}), []string{"tls_verification=true ca_file=/etc/ca.pem timeout=5s"}, nil},
+		{"https, verification off", with(Option{"tls_verification", "false"}), []string{"tls_verification=false timeout=5s"}, []string{"ca_file"}},
+		{"http introspection", []Option{{"introspection_endpoint", "http://127.0.0.1:4445/x"}, base[1], base[2], {"ca_file", "/etc/ca.pem"}},
+			[]string{"introspection_auth_method=client_secret_basic timeout=5s"}, []string{"tls_verification", "ca_file"}},
+		{"https issuer by discovery", jwtOnly(), []string{"introspection=off tls_verification=true timeout=5s"}, nil},
+		{"http issuer, https jwks", []Option{{"jwt_verification", "true"}, {"jwt_issuer", "http://idp.example"}, {"jwks_endpoint", "https://idp.example/k"}},
+			[]string{"tls_verification=true"}, nil},
+		{"http issuer by discovery", []Option{{"jwt_verification", "true"}, {"jwt_issuer", "http://127.0.0.1:4444"}},
+			[]string{"introspection=off timeout=5s"}, []string{"tls_verification"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse(tt.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := c.Summary()
+			for _, w := range tt.want {
+				if !strings.Contains(s, w) {
+					t.Errorf("summary %q lacks %q", s, w)
+				}
+			}
+			for _, n := range tt.not {
+				if strings.Contains(s, n) {
+					t.Errorf("summary %q shows %q", s, n)
+				}
+			}
+		})
+	}
+}
+
+// Every recipe's lines in the README's "Identity provider recipes" parse, with no warning: a recipe
+// that stops the broker or draws a warning would be a wrong recipe.
+func TestREADMERecipesParse(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "\n## Identity provider recipes\n")
+	if !ok {
+		t.Fatal("README.md has no Identity provider recipes section")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	blocks := 0
+	for _, heading := range strings.Split(section, "\n### ")[1:] {
+		name, _, _ := strings.Cut(heading, "\n")
+		_, block, ok := strings.Cut(heading, "\n```\n")
+		if !ok {
+			t.Errorf("%s: no configuration block", name)
+			continue
+		}
+		block, _, _ = strings.Cut(block, "\n```")
+		var opts []Option
+		for _, line := range strings.Split(block, "\n") {
+			key, value, ok := strings.Cut(strings.TrimPrefix(line, "plugin_opt_"), " ")
+			if !ok || !strings.HasPrefix(line, "plugin_opt_") {
+				t.Errorf("%s: %q is not a plugin_opt line", name, line)
+				continue
+			}
+			if key == "client_secret_file" {
+				value = secret
+			}
+			opts = append(opts, Option{key, value})
+		}
+		c, err := Parse(opts)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if w := c.Warnings(); len(w) > 0 {
+			t.Errorf("%s: warnings %q", name, w)
+		}
+		checkRecipe(t, name, c)
+		blocks++
+	}
+	if blocks != 6 {
+		t.Errorf("%d recipes parsed, want 6 (Keycloak, ZITADEL, Ory Hydra, Entra ID, Auth0, Okta)", blocks)
+	}
+}
+
+// recipeTokens are claims shaped as each identity provider documents them, in each verification mode
+// its recipe covers, with what the recipe's rules must allow for them (username dev-7).
+var recipeTokens = map[string][]struct {
+	mode, claims string
+	allowed      []string // "publish TOPIC" or "subscribe FILTER"
+}{
+	"Keycloak": {{"JWT", `{"realm_access": {"roles": ["fleet-reader", "offline_access"]},
+		"resource_access": {"mqtt-broker": {"roles": ["admin"]}, "account": {"roles": ["view-profile"]}},
+		"scope": "openid profile telemetry:write", "preferred_username": "dev-7"}`,
+		[]string{"publish devices/dev-7/up", "subscribe fleet/#", "subscribe admin/x", "publish telemetry/dev-7/t"}}},
+	"ZITADEL": {{"introspection", `{"active": true, "scope": "openid telemetry:write",
+		"urn:zitadel:iam:org:project:roles": {"reader": {"123": "acme.zitadel.cloud"}}}`,
+		[]string{"subscribe fleet/#", "publish telemetry/t"}}},
+	"Ory Hydra (v2)": {
+		{"introspection", `{"active": true, "sub": "dev-7", "scope": "offline telemetry:write",
+			"ext": {"roles": ["fleet-reader"], "tenant": "acme"}}`,
+			[]string{"publish devices/dev-7/up", "subscribe fleet/#", "subscribe tenants/acme/#", "publish telemetry/dev-7/t"}},
+		{"JWT", `{"sub": "dev-7", "scp": ["offline", "telemetry:write"], "roles": ["fleet-reader"],
+			"ext": {"roles": ["fleet-reader"], "tenant": "acme"}}`,
+			[]string{"publish devices/dev-7/up", "subscribe fleet/#", "subscribe tenants/acme/#", "publish telemetry/dev-7/t"}}},
+	"Microsoft Entra ID": {{"JWT", `{"ver": "2.0", "roles": ["Fleet.Read"], "scp": "User.Read Commands.Send", "oid": "dev-7"}`,
+		[]string{"publish devices/dev-7/up", "subscribe fleet/#", "publish commands/reboot"}}},
+	"Auth0": {{"JWT", `{"sub": "dev-7", "scope": "openid read:fleet", "permissions": ["read:fleet"],
+		"https://example.com/tenant": "acme", "https://example.com/topics": ["extra/#"]}`,
+		[]string{"publish devices/dev-7/up", "subscribe fleet/#", "subscribe tenants/acme/#", "publish extra/1"}}},
+	"Okta": {{"JWT", `{"sub": "dev-7", "scp": ["openid", "telemetry:write"], "groups": ["fleet-readers"]}`,
+		[]string{"publish devices/dev-7/up", "subscribe fleet/#", "publish telemetry/dev-7/t"}}},
+}
+
+func checkRecipe(t *testing.T, name string, c *Config) {
+	t.Helper()
+	tokens, ok := recipeTokens[name]
+	if !ok {
+		t.Errorf("%s: no token shapes to check the recipe against", name)
+		return
+	}
+	for _, tok := range tokens {
+		g, err := c.ACL.Compile([]byte(tok.claims), "dev-7", "dev-7")
+		if err != nil {
+			t.Errorf("%s (%s): %v", name, tok.mode, err)
+			continue
+		}
+		for _, a := range tok.allowed {
+			verb, topic, _ := strings.Cut(a, " ")
+			access := acl.Write
+			if verb == "subscribe" {
+				access = acl.Subscribe
+			}
+			if got := g.Check(access, topic, 0, false); got != acl.Allow {
+				t.Errorf("%s (%s): %s is %v, want allow", name, tok.mode, a, got)
+			}
+		}
+		if got := g.Check(acl.Subscribe, "#", 0, false); got == acl.Allow {
+			t.Errorf("%s (%s): subscribe # allowed", name, tok.mode)
+		}
+	}
 }

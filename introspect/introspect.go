@@ -32,6 +32,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/logtext"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/strictjson"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/verified"
 	"github.com/tidwall/gjson"
@@ -287,7 +288,7 @@ func (c *Client) Verify(ctx context.Context, token string) (verified.Token, erro
 // readBody checks status and content type and reads at most maxBody bytes.
 func (c *Client) readBody(ctx, reqCtx context.Context, resp *http.Response, token string) ([]byte, error) {
 	if resp.StatusCode != http.StatusOK {
-		return nil, statusError(resp)
+		return nil, statusError(resp, c.redact(resp.Header.Get("Location"), token))
 	}
 	// RFC 7662 §2.2 mandates application/json; anything else is likely an
 	// error page. The value is not quoted: the server chose it.
@@ -320,14 +321,20 @@ const maxErrorBody = 4 << 10
 //     a body over its size limit (413). That is a refusal of the token (ErrTokenInvalid); counting it
 //     as an outage would let anyone without credentials open the circuit breaker.
 //
-// Only the status and a known error code are reported: the body is the server's text.
-func statusError(resp *http.Response) error {
+// Only the status, a known error code and a redirect's location (quoted and bounded, the token and
+// the secret taken out) are reported: the body is the server's text. The location is how an operator
+// learns the endpoint moved, such as Ory Hydra's admin endpoints under /admin.
+func statusError(resp *http.Response, location string) error {
 	code := resp.StatusCode
 	switch {
 	case code >= 500 || code == http.StatusTooManyRequests || code == http.StatusRequestTimeout:
 		return fmt.Errorf("%w: status %d", ErrIdPUnavailable, code)
+	case code >= 300 && code < 400 && location != "":
+		return fmt.Errorf("%w: %w: redirect (status %d) to %s not followed, check introspection_endpoint",
+			ErrIdPUnavailable, ErrMisconfigured, code, logtext.Quote(location))
 	case code >= 300 && code < 400:
-		return fmt.Errorf("%w: %w: redirect (status %d) not followed", ErrIdPUnavailable, ErrMisconfigured, code)
+		return fmt.Errorf("%w: %w: redirect (status %d, no Location) not followed, check introspection_endpoint",
+			ErrIdPUnavailable, ErrMisconfigured, code)
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		return fmt.Errorf("%w: %w: status %d, check client_id and client_secret", ErrIdPUnavailable, ErrMisconfigured, code)
 	case code == http.StatusNotFound || code == http.StatusMethodNotAllowed:
@@ -382,13 +389,18 @@ func (c *Client) transportError(ctx, reqCtx context.Context, err error, token st
 	if ue := (*url.Error)(nil); errors.As(err, &ue) {
 		err = ue.Err
 	}
-	msg := err.Error()
+	return fmt.Errorf("%w: %s", ErrIdPUnavailable, c.redact(err.Error(), token))
+}
+
+// redact takes the token and the client secret, in each form they may be written in, out of msg: a
+// text the identity provider influenced, which might echo them.
+func (c *Client) redact(msg, token string) string {
 	for _, s := range append(secretForms(token), c.secrets...) {
 		if s != "" {
 			msg = strings.ReplaceAll(msg, s, "[redacted]")
 		}
 	}
-	return fmt.Errorf("%w: %s", ErrIdPUnavailable, msg)
+	return msg
 }
 
 // isTimeout says whether err is a network timeout (net/http's, or the blocking transport's).

@@ -23,6 +23,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/logtext"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/verified"
 )
 
@@ -282,6 +283,8 @@ func TestEmptyTokenIsRejectedWithoutRequest(t *testing.T) {
 	}
 }
 
+// A redirect is not followed, and the error says where it led (with the token and the secret taken
+// out, quoted and bounded), since that is how an operator learns the endpoint moved.
 func TestRedirectNotFollowed(t *testing.T) {
 	var targetHits atomic.Int32
 	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -289,14 +292,30 @@ func TestRedirectNotFollowed(t *testing.T) {
 		jsonReply(200, `{"active":true}`)(w, r)
 	}))
 	defer target.Close()
-	for _, status := range []int{http.StatusFound, http.StatusTemporaryRedirect} {
-		t.Run(strconv.Itoa(status), func(t *testing.T) {
+	long := target.URL + "/" + strings.Repeat("p", 200)
+	for _, tc := range []struct {
+		status   int
+		location string // "" sends none
+		reason   string
+	}{
+		{http.StatusFound, target.URL + "/admin/oauth2/introspect",
+			`redirect (status 302) to "` + target.URL + `/admin/oauth2/introspect" not followed, check introspection_endpoint`},
+		{http.StatusTemporaryRedirect, target.URL + "/?token=" + testToken,
+			`redirect (status 307) to "` + target.URL + `/?token=[redacted]" not followed`},
+		{http.StatusTemporaryRedirect, target.URL + "/?s=" + url.QueryEscape(testSecret), `/?s=[redacted]" not followed`},
+		{http.StatusPermanentRedirect, long, `redirect (status 308) to "` + long[:logtext.MaxValue] + `"… not followed`},
+		{http.StatusTemporaryRedirect, "", "redirect (status 307, no Location) not followed, check introspection_endpoint"},
+	} {
+		t.Run(tc.reason, func(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				http.Redirect(w, r, target.URL+"?token="+testToken, status)
+				if tc.location != "" {
+					w.Header().Set("Location", tc.location)
+				}
+				w.WriteHeader(tc.status)
 			}))
 			defer srv.Close()
 			_, err := newTestClient(t, testConfig(srv.URL)).Verify(context.Background(), testToken)
-			checkErr(t, err, ErrIdPUnavailable, fmt.Sprintf("redirect (status %d) not followed", status))
+			checkErr(t, err, ErrMisconfigured, tc.reason)
 			if n := targetHits.Load(); n != 0 {
 				t.Errorf("redirect target hit %d times", n)
 			}

@@ -18,8 +18,10 @@ var ErrTokenInvalid = verified.ErrInvalid
 var ErrKeysUnavailable = verified.Class("jwt: signing keys unavailable", verified.ErrUnavailable)
 
 // Reasons for refusing a token. A refusal's text is "jwt: ", the reason, and at most a short detail
-// this package writes itself, never a library's error text, the token, or a claim value: it ends up in
-// broker logs and in the negative cache. Of the token, only kid, alg or typ may appear, through logtext.Quote.
+// this package writes itself, never a library's error text or the token: it ends up in broker logs and
+// in the negative cache. Of the token, only kid, alg, typ, iss and aud may appear, the values that
+// caused a refusal, each through logtext.Quote so that the detail stays bounded and printable; nothing
+// else of the claims, which may be personal data.
 var (
 	ErrMalformed    = errors.New("malformed JWS")
 	ErrAlgorithm    = errors.New("algorithm not allowed")

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,8 +131,12 @@ func TestRedirectsNeverDowngrade(t *testing.T) {
 		{"http://idp.example/jwks", "https://idp.example/jwks", true},
 		{"https://idp.example/jwks", "http://idp.example/jwks", false},
 	} {
-		if err := noDowngrade(req(tc.to), []*http.Request{req(tc.from)}); (err == nil) != tc.ok {
+		err := noDowngrade(req(tc.to), []*http.Request{req(tc.from)})
+		if (err == nil) != tc.ok {
 			t.Errorf("%s -> %s: %v", tc.from, tc.to, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "Location "+tc.to) {
+			t.Errorf("%s -> %s: %q does not name where the redirect led", tc.from, tc.to, err)
 		}
 	}
 	many := make([]*http.Request, 10)

@@ -142,7 +142,7 @@ func noDowngrade(req *http.Request, via []*http.Request) error {
 		return errors.New("stopped after 10 redirects")
 	}
 	if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
-		return errors.New("redirect from https to plain http refused")
+		return fmt.Errorf("redirect from https to plain http refused: Location %s", req.URL.Redacted())
 	}
 	return nil
 }
@@ -168,20 +168,76 @@ func (v *Verifier) Start() {
 // Close stops the background refresh.
 func (v *Verifier) Close() { v.stop() }
 
-// Issued reports whether token looks like a JWS from this verifier's issuer: three dot-separated
-// base64url parts whose payload is a JSON object with this iss. It checks nothing else: it only decides
-// whether the token is verified here or handed to introspection.
-func (v *Verifier) Issued(token string) bool {
+// Route says where a token is checked: here, when it is a JWS whose iss is this verifier's issuer,
+// else by introspection. It keeps why not here, so the caller can say so without reading the token
+// again. It checks nothing else: what it reads is not verified.
+type Route struct {
+	kind   routeKind
+	iss    string // the token's iss, when it is another issuer's
+	issuer string // this verifier's
+}
+
+type routeKind uint8
+
+const (
+	routeNotJWS     routeKind = iota // not three dot-separated parts: an opaque token
+	routeBadPayload                  // the payload is not base64url
+	routeNoIssuer                    // the payload holds no iss string
+	routeOtherIssuer
+	routeLocal
+)
+
+// Local reports whether the token is this verifier's to check.
+func (r Route) Local() bool { return r.kind == routeLocal }
+
+// JWS reports whether the token has the shape of a JWS (three dot-separated parts), whoever issued it.
+func (r Route) JWS() bool { return r.kind != routeNotJWS }
+
+// String says why the token is not this verifier's, quoting what the token holds.
+func (r Route) String() string {
+	switch r.kind {
+	case routeNotJWS:
+		return "not a JWS"
+	case routeBadPayload:
+		return "its payload is not base64url"
+	case routeNoIssuer:
+		return "its payload holds no iss string"
+	case routeOtherIssuer:
+		return issuerMismatch(r.iss, r.issuer)
+	}
+	return "its iss is jwt_issuer"
+}
+
+// issuerMismatch names a token's iss next to the one expected, each quoted and bounded.
+func issuerMismatch(iss, issuer string) string {
+	return "iss " + logtext.Quote(iss) + " is not jwt_issuer " + logtext.Quote(issuer)
+}
+
+// LooksLikeJWS reports whether token has the shape of a JWS, for a caller without a verifier. It reads
+// nothing but the dots.
+func LooksLikeJWS(token string) bool {
+	_, _, ok := split(token)
+	return ok
+}
+
+// Route decodes the token's payload and reads its iss, nothing more: it decides whether the token is
+// verified here or handed to introspection.
+func (v *Verifier) Route(token string) Route {
 	_, payload, ok := split(token)
 	if !ok {
-		return false
+		return Route{kind: routeNotJWS}
 	}
 	body, err := base64.RawURLEncoding.DecodeString(payload)
 	if err != nil {
-		return false
+		return Route{kind: routeBadPayload}
 	}
-	iss := gjson.GetBytes(body, "iss")
-	return iss.Type == gjson.String && iss.Str == v.issuer
+	switch iss := gjson.GetBytes(body, "iss"); {
+	case iss.Type != gjson.String:
+		return Route{kind: routeNoIssuer}
+	case iss.Str != v.issuer:
+		return Route{kind: routeOtherIssuer, iss: iss.Str, issuer: v.issuer}
+	}
+	return Route{kind: routeLocal}
 }
 
 // Verify checks token and returns its claims. When the token names a key not held yet, it fetches the
@@ -300,7 +356,7 @@ func (v *Verifier) checkClaims(payload []byte) (verified.Token, error) {
 	c := gjson.GetManyBytes(payload, "iss", "exp", "nbf", "iat", "aud")
 	iss, exp, nbf, iat, aud := c[0], c[1], c[2], c[3], c[4]
 	if iss.Type != gjson.String || iss.Str != v.issuer {
-		return verified.Token{}, refuse(ErrIssuer, "")
+		return verified.Token{}, refuse(ErrIssuer, "%s", issuerMismatch(iss.String(), v.issuer))
 	}
 	now := v.now()
 	if exp.Type != gjson.Number {
@@ -327,7 +383,8 @@ func (v *Verifier) checkClaims(payload []byte) (verified.Token, error) {
 		}
 	}
 	if len(v.audiences) > 0 && !v.audienceOK(aud) {
-		return verified.Token{}, refuse(ErrAudience, "")
+		return verified.Token{}, refuse(ErrAudience, "%s, want one of jwt_audience %s",
+			audienceText(aud), logtext.Quote(strings.Join(v.audiences, " ")))
 	}
 	res := verified.Token{Claims: payload, Expiry: expiry, Source: verified.LocalJWT}
 	if sub := gjson.GetBytes(payload, "sub"); sub.Type == gjson.String {
@@ -349,6 +406,37 @@ func (v *Verifier) audienceOK(aud gjson.Result) bool {
 		})
 	}
 	return found
+}
+
+// audienceText describes a token's aud for a refusal in a bounded number of bytes: a string quoted,
+// an array as its members quoted, as many as fit in about logtext.MaxValue bytes.
+func audienceText(aud gjson.Result) string {
+	switch {
+	case !aud.Exists() || aud.Type == gjson.Null:
+		return "no aud"
+	case aud.Type == gjson.String:
+		return "aud " + logtext.Quote(aud.Str)
+	case !aud.IsArray():
+		return "aud is neither a string nor an array"
+	}
+	var b strings.Builder
+	b.WriteString("aud [")
+	n := 0
+	aud.ForEach(func(_, a gjson.Result) bool {
+		q := logtext.Quote(a.String())
+		if n > 0 && b.Len()+len(q) > len("aud [")+logtext.MaxValue {
+			b.WriteString(" …")
+			return false
+		}
+		if n > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(q)
+		n++
+		return true
+	})
+	b.WriteByte(']')
+	return b.String()
 }
 
 // goodType accepts the typ values RFC 9068 §2.1 and common issuers use: "at+jwt" (or its media type

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,6 +28,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/logtext"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/verified"
 )
 
@@ -257,8 +259,8 @@ func TestAcceptsEachAlgorithm(t *testing.T) {
 		t.Run(s.alg, func(t *testing.T) {
 			f := setup(t, Config{}, s)
 			tok := s.token(t, nil, f.claims(nil))
-			if !f.v.Issued(tok) {
-				t.Fatal("Issued = false for a token of this issuer")
+			if !f.v.Route(tok).Local() {
+				t.Fatal("a token of this issuer is not routed here")
 			}
 			res, err := f.verify(t, tok)
 			if err != nil {
@@ -497,20 +499,79 @@ func TestAlgorithmAllowList(t *testing.T) {
 	}
 }
 
-func TestIssuedRoutesOnlyThisIssuersJWS(t *testing.T) {
+// Route keeps only this issuer's JWS, and says why it does not keep the others: the JWS ones by what
+// they hold, quoted, so the log names the iss that sent a token to introspection.
+func TestRouteKeepsOnlyThisIssuersJWS(t *testing.T) {
 	rs := newRSA(t, "k1")
 	f := setup(t, Config{}, rs)
-	for tok, want := range map[string]bool{
-		rs.token(t, nil, f.claims(nil)):                                    true,
-		rs.token(t, nil, f.claims(map[string]any{"iss": "https://other"})): false,
-		rs.token(t, nil, f.claims(map[string]any{"iss": nil})):             false,
-		"opaque-token-abcdef":                                              false,
-		"a.b.c":                                                            false,
-		b64json(t, map[string]any{}) + "." + b64json(t, f.claims(nil)) + ".x.y": false,
+	iss := f.idp.srv.URL
+	for _, tc := range []struct {
+		tok        string
+		local, jws bool
+		why        string
+	}{
+		{rs.token(t, nil, f.claims(nil)), true, true, "its iss is jwt_issuer"},
+		{rs.token(t, nil, f.claims(map[string]any{"iss": iss + "/"})), false, true,
+			`iss "` + iss + `/" is not jwt_issuer "` + iss + `"`},
+		{rs.token(t, nil, f.claims(map[string]any{"iss": "https://evil\n1999999999: New client"})), false, true,
+			`iss "https://evil\n1999999999: New client" is not jwt_issuer "` + iss + `"`},
+		{rs.token(t, nil, f.claims(map[string]any{"iss": strings.Repeat("i", 5000)})), false, true,
+			`iss "` + strings.Repeat("i", logtext.MaxValue) + `"… is not jwt_issuer`},
+		{rs.token(t, nil, f.claims(map[string]any{"iss": nil})), false, true, "its payload holds no iss string"},
+		{rs.token(t, nil, f.claims(map[string]any{"iss": 7})), false, true, "its payload holds no iss string"},
+		{"opaque-token-abcdef", false, false, "not a JWS"},
+		{"a.YWJj.c", false, true, "its payload holds no iss string"},
+		{"a.b.c", false, true, "its payload is not base64url"},
+		{b64json(t, map[string]any{}) + "." + b64json(t, f.claims(nil)) + ".x.y", false, false, "not a JWS"},
 	} {
-		if got := f.v.Issued(tok); got != want {
-			t.Errorf("Issued(%.40q) = %v, want %v", tok, got, want)
+		r := f.v.Route(tc.tok)
+		if r.Local() != tc.local || r.JWS() != tc.jws || !strings.Contains(r.String(), tc.why) {
+			t.Errorf("Route(%.40q) = local %v, JWS %v, %q; want %v, %v, %q", tc.tok, r.Local(), r.JWS(), r, tc.local, tc.jws, tc.why)
 		}
+		if LooksLikeJWS(tc.tok) != tc.jws {
+			t.Errorf("LooksLikeJWS(%.40q) = %v", tc.tok, !tc.jws)
+		}
+	}
+}
+
+// A refusal for iss or aud names the token's value next to the configured one, bounded and quoted.
+func TestRefusalsNameTheClaims(t *testing.T) {
+	rs := newRSA(t, "k1")
+	f := setup(t, Config{Audiences: []string{"urn:mqtt", "urn:other"}}, rs)
+	long := strings.Repeat("a", 300)
+	for _, tc := range []struct {
+		name   string
+		claims map[string]any
+		want   string
+	}{
+		{"aud string", map[string]any{"aud": "account"},
+			`jwt: wrong audience: aud "account", want one of jwt_audience "urn:mqtt urn:other"`},
+		{"aud array", map[string]any{"aud": []any{"account", "broker"}},
+			`jwt: wrong audience: aud ["account" "broker"], want one of jwt_audience "urn:mqtt urn:other"`},
+		{"aud array of other things", map[string]any{"aud": []any{1, map[string]any{"a": "b"}}},
+			`jwt: wrong audience: aud ["1" "{\"a\":\"b\"}"], want one of`},
+		{"aud array too long to list", map[string]any{"aud": []any{long, "b", "c"}},
+			`jwt: wrong audience: aud ["` + long[:logtext.MaxValue] + `"… …], want one of`},
+		{"aud array of many", map[string]any{"aud": []any{"a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8", "a9", "a10", "a11", "a12", "a13"}},
+			`jwt: wrong audience: aud ["a1" "a2" "a3" "a4" "a5" "a6" "a7" "a8" "a9" "a10" "a11" "a12" …], want one of`},
+		{"aud control characters", map[string]any{"aud": "x\r\nNew client connected"},
+			`jwt: wrong audience: aud "x\r\nNew client connected", want`},
+		{"aud of many long members", map[string]any{"aud": slices.Repeat([]any{long}, 100)},
+			`jwt: wrong audience: aud ["` + long[:logtext.MaxValue] + `"… …], want one of`},
+		{"aud of line separators", map[string]any{"aud": strings.Repeat("\u2028\x01é", 2000)},
+			`jwt: wrong audience: aud "\u2028\x01é\u2028`},
+		{"no aud", map[string]any{"aud": nil}, `jwt: wrong audience: no aud, want one of jwt_audience "urn:mqtt urn:other"`},
+		{"iss", map[string]any{"iss": "https://evil\n1999999999: x", "aud": "urn:mqtt"},
+			`jwt: wrong issuer: iss "https://evil\n1999999999: x" is not jwt_issuer "` + f.idp.srv.URL + `"`},
+		{"aud a number", map[string]any{"aud": 7}, `jwt: wrong audience: aud is neither a string nor an array, want`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := f.verify(t, rs.token(t, nil, f.claims(tc.claims)))
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to start with %s", err, tc.want)
+			}
+			checkRefusalText(t, err)
+		})
 	}
 }
 
@@ -796,7 +857,7 @@ func FuzzVerify(f *testing.F) {
 		if strings.HasPrefix(tok, parts[0]+"."+parts[1]+".") {
 			return // the signed input of the good token: other spellings of its signature may decode alike
 		}
-		_ = v.Issued(tok)
+		_ = v.Route(tok).String()
 		_, ok, err := v.VerifyHeld(tok)
 		if ok && err == nil {
 			t.Fatalf("accepted a made-up token %q", tok)

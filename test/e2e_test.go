@@ -77,6 +77,23 @@ func TestBadOptionStopsBroker(t *testing.T) {
 	})
 }
 
+// A plain-http endpoint to another host starts the broker with a warning that names it, and the
+// start-up line shows no TLS settings where none apply.
+func TestPlainHTTPEndpointWarns(t *testing.T) {
+	b := startBroker(t, "listener LISTENER\n"+pluginBlock("introspection_endpoint", "http://idp.invalid:4445/admin/oauth2/introspect",
+		"client_id", "broker", "client_secret", brokerSecret))
+	if !b.WaitLog("introspection_endpoint http://idp.invalid:4445/admin/oauth2/introspect is plain http to a host other than loopback", 5*time.Second) {
+		t.Errorf("no warning:\n%s", b.Log())
+	}
+	for _, line := range strings.Split(b.Log(), "\n") {
+		if strings.Contains(line, "loaded, ") && strings.Contains(line, "tls_verification") {
+			t.Errorf("the start-up line shows TLS settings for a plain-http endpoint: %s", line)
+		}
+	}
+	b.Alive()
+	b.AssertLogClean()
+}
+
 func TestTokens(t *testing.T) {
 	e := newEnv(t)
 	pw := passwordFile(t, e.dir, "bob", "bobpw")

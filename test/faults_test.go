@@ -104,6 +104,9 @@ func TestFaultyIdP(t *testing.T) {
 	if _, rc := connect5(t, b.Port, "ok", "", "good-token"); rc != 0 {
 		t.Errorf("after the faults a good token got %#x", rc)
 	}
+	if want := `redirect (status 302) to "` + target.URL + `" not followed`; !strings.Contains(b.Log(), want) {
+		t.Errorf("the log does not say where the redirect led (%s):\n%s", want, b.Log())
+	}
 	b.Alive()
 }
 

@@ -61,8 +61,8 @@ func TestJWTVerification(t *testing.T) {
 				t.Errorf("%s: token for another audience got CONNACK %#x", p.name, rc)
 			}
 		}
-		if !strings.Contains(b.Log(), "jwt: wrong audience") {
-			t.Errorf("the log does not say why:\n%s", b.Log())
+		if !strings.Contains(b.Log(), `jwt: wrong audience: aud "urn:elsewhere:rs256", want one of jwt_audience "`+jwtAudiences+`"`) {
+			t.Errorf("the log does not say why, with the token's aud and the expected ones:\n%s", b.Log())
 		}
 	})
 	t.Run("IdP down: JWTs accepted, opaque tokens refused", func(t *testing.T) {
@@ -128,4 +128,22 @@ func TestJWTOnly(t *testing.T) {
 	}
 	b.Alive()
 	b.AssertLogClean(jwt, opaque)
+}
+
+// A JWT whose iss is not jwt_issuer, here by a trailing slash, goes to introspection, and the log says
+// so with the token's iss next to jwt_issuer; the refusal, if introspection refuses it, says it too.
+func TestJWTOfAnotherIssuerSaysWhy(t *testing.T) {
+	e := newEnv(t)
+	b := e.broker(t, "", "jwt_verification", "true", "jwt_issuer", e.idp.URL+"/", "jwks_endpoint", e.idp.URL+"/jwks")
+	tok := e.idp.Token("alice", aliceSecret, "urn:mqtt:rs256")
+	why := `iss "` + e.idp.URL + `" is not jwt_issuer "` + e.idp.URL + `/"`
+	_, rc := connect5(t, b.Port, "other-iss", "", tok)
+	if !b.WaitLog("a JWT goes to introspection, not local verification: "+why, 5*time.Second) {
+		t.Errorf("the routing is not logged:\n%s", b.Log())
+	}
+	if rc != 0 && !strings.Contains(b.Log(), "(a JWT sent to introspection: "+why+")") {
+		t.Errorf("refused (CONNACK %#x) without the reason:\n%s", rc, b.Log())
+	}
+	b.Alive()
+	b.AssertLogClean(tok)
 }
