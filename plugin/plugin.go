@@ -19,6 +19,7 @@ import (
 	"runtime/cgo"
 	"strconv"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/acl"
@@ -220,11 +221,12 @@ func goConnect(goInst unsafe.Pointer, client *C.struct_mosquitto) {
 }
 
 // goACLCheck decides one ACL check. It runs for every PUBLISH and every delivery, so it reads the client
-// id and topic in place (from the broker, valid during the call) and allocates nothing. A panic denies,
-// except for UNSUBSCRIBE, which must always succeed.
+// id and topic in place (from the broker, valid during the call), takes the time of the check from C
+// (nanoseconds since the Unix epoch, see wall_ns) and allocates nothing. A panic denies, except for
+// UNSUBSCRIBE, which must always succeed.
 //
 //export goACLCheck
-func goACLCheck(goInst unsafe.Pointer, client *C.struct_mosquitto, clientID *C.char, idLen C.size_t, topic *C.char, topicLen C.size_t, access C.int, qos C.uint8_t, retain C.bool) (rc C.int) {
+func goACLCheck(goInst unsafe.Pointer, client *C.struct_mosquitto, clientID *C.char, idLen C.size_t, topic *C.char, topicLen C.size_t, access C.int, qos C.uint8_t, retain C.bool, now C.int64_t) (rc C.int) {
 	failRC := C.int(C.MOSQ_ERR_ACL_DENIED)
 	if access == C.MOSQ_ACL_UNSUBSCRIBE {
 		failRC = C.MOSQ_ERR_SUCCESS
@@ -233,7 +235,7 @@ func goACLCheck(goInst unsafe.Pointer, client *C.struct_mosquitto, clientID *C.c
 	inst := (*instance)(goInst)
 	id := unsafe.String((*byte)(unsafe.Pointer(clientID)), int(idLen))
 	t := unsafe.String((*byte)(unsafe.Pointer(topic)), int(topicLen))
-	switch inst.machine.ACLCheck(sessions.Client(unsafe.Pointer(client)), id, acl.Access(access), t, byte(qos), bool(retain)) {
+	switch inst.machine.ACLCheck(sessions.Client(unsafe.Pointer(client)), id, acl.Access(access), t, byte(qos), bool(retain), time.Unix(0, int64(now))) {
 	case auth.Allow:
 		return C.MOSQ_ERR_SUCCESS
 	case auth.Defer:
