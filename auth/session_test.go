@@ -54,11 +54,11 @@ func TestAuthorize(t *testing.T) {
 		{acl.Unsubscribe, "anything/#", Allow},
 	}
 	for _, c := range cases {
-		if got := e.Authorize(s, c.access, c.topic, 0, false); got != c.want {
+		if got := e.Authorize(s, c.access, c.topic, 0, false, clk.now()); got != c.want {
 			t.Errorf("%v %s: %v, want %v", c.access, c.topic, got, c.want)
 		}
 	}
-	if got := e.Authorize(nil, acl.Write, "users/alice/x", 0, false); got != Defer {
+	if got := e.Authorize(nil, acl.Write, "users/alice/x", 0, false, clk.now()); got != Defer {
 		t.Errorf("client the plugin did not admit: %v, want defer", got)
 	}
 	// A reconnect from the cache gets its own session, rendered for its own client id and name.
@@ -68,11 +68,15 @@ func TestAuthorize(t *testing.T) {
 	if n := idp.calls.Load(); n != 1 {
 		t.Errorf("%d IdP calls for two connects with one token", n)
 	}
-	clk.advance(time.Hour)
-	if got := e.Authorize(s, acl.Write, "users/alice/x", 0, false); got != Deny {
-		t.Errorf("after the token's exp: %v, want deny", got)
+	// The token is good until its exp and not after, to the nanosecond of the check's time.
+	exp := clk.now().Add(time.Hour)
+	if got := e.Authorize(s, acl.Write, "users/alice/x", 0, false, exp.Add(-time.Nanosecond)); got != Allow {
+		t.Errorf("a nanosecond before the token's exp: %v, want allow", got)
 	}
-	if got := e.Authorize(s, acl.Unsubscribe, "users/alice/x", 0, false); got != Allow {
+	if got := e.Authorize(s, acl.Write, "users/alice/x", 0, false, exp); got != Deny {
+		t.Errorf("at the token's exp: %v, want deny", got)
+	}
+	if got := e.Authorize(s, acl.Unsubscribe, "users/alice/x", 0, false, exp); got != Allow {
 		t.Errorf("unsubscribe after exp: %v, want allow", got)
 	}
 }
@@ -87,10 +91,10 @@ func TestAuthorizeNoMatch(t *testing.T) {
 		e, _ := newTestEngine(t, idp, clk, opt("acl_rule", "allow all users/%u/#"), opt("acl_no_match", tc.policy),
 			opt("username_validation", "true"), opt("username_validation_template", "%%oidc-username%%"))
 		s := sessionFor(t, e, Request{ClientID: "c", Username: "alice", Password: token})
-		if got := e.Authorize(s, acl.Write, "elsewhere", 0, false); got != tc.want {
+		if got := e.Authorize(s, acl.Write, "elsewhere", 0, false, clk.now()); got != tc.want {
 			t.Errorf("acl_no_match %s: %v", tc.policy, got)
 		}
-		if got := e.Authorize(s, acl.Write, "users/alice/1", 0, false); got != Allow {
+		if got := e.Authorize(s, acl.Write, "users/alice/1", 0, false, clk.now()); got != Allow {
 			t.Errorf("acl_no_match %s, matching rule: %v", tc.policy, got)
 		}
 	}
@@ -118,11 +122,11 @@ func TestAuthorizeCrossTenantNames(t *testing.T) {
 			continue
 		}
 		for _, topic := range []string{"devices/bob/../alice/x", "devices/alice/x", "tenants/bob/x"} {
-			if got := e.Authorize(d.Session, acl.Write, topic, 0, false); got != Deny {
+			if got := e.Authorize(d.Session, acl.Write, topic, 0, false, clk.now()); got != Deny {
 				t.Errorf("%s: %v, want deny", topic, got)
 			}
 		}
-		if got := e.Authorize(d.Session, acl.Write, "tenants/alice/x", 0, false); got != Allow {
+		if got := e.Authorize(d.Session, acl.Write, "tenants/alice/x", 0, false, clk.now()); got != Allow {
 			t.Errorf("control: tenants/alice/x: %v, want allow", got)
 		}
 	}
@@ -134,7 +138,7 @@ func TestUnboundUsernameFillsNoClaimPlaceholder(t *testing.T) {
 	idp := &scriptedIdP{res: verified.Token{Claims: []byte(`{"active":true,"acl":{"all":["users/${username}/#"]}}`)}}
 	e, _ := newTestEngine(t, idp, clk, opt("acl_claim", "acl"))
 	s := sessionFor(t, e, Request{ClientID: "c", Username: "bob", Password: token})
-	if got := e.Authorize(s, acl.Write, "users/bob/x", 0, false); got != Deny {
+	if got := e.Authorize(s, acl.Write, "users/bob/x", 0, false, clk.now()); got != Deny {
 		t.Errorf("client-chosen username filled ${username}: %v", got)
 	}
 }
@@ -170,7 +174,7 @@ func BenchmarkAuthorize(b *testing.B) {
 	d := e.Authenticate(context.Background(), Request{ClientID: "c", Username: "alice", Password: token})
 	b.ReportAllocs()
 	for b.Loop() {
-		if e.Authorize(d.Session, acl.Write, "users/alice/sensors/temp/1", 0, false) != Allow {
+		if e.Authorize(d.Session, acl.Write, "users/alice/sensors/temp/1", 0, false, clk.now()) != Allow {
 			b.Fatal("denied")
 		}
 	}

@@ -17,7 +17,9 @@ import "C"
 
 import (
 	"fmt"
+	"runtime"
 	"runtime/cgo"
+	"time"
 	"unsafe"
 
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/acl"
@@ -34,10 +36,15 @@ import (
 // at each wake-up, and an idle broker still sleeps (0.4% CPU measured). 2.0 ignores the field.
 const tickNoMinimum = 0
 
-// instance is the Go state of one plugin line, reached from C through a cgo.Handle kept in the
-// broker's userdata. Nothing lives in package globals: the same .so may serve several listeners with
-// different options.
+// instance is the Go state of one plugin line. Nothing lives in package globals: the same .so may
+// serve several listeners with different options. C reaches it through a pointer in the broker's
+// userdata (struct instance in plugin.c), which every callback hands back: following it costs
+// nothing, where looking up a cgo.Handle is a sync.Map load on every message. The pointer is pinned,
+// which is what lets C memory hold it, and the garbage collector, which does not see C memory, is
+// kept from freeing the instance by its handle (see goPluginInit and goPluginCleanup).
 type instance struct {
+	self    cgo.Handle     // keeps the instance reachable while C holds its pointer
+	pin     runtime.Pinner // lets C hold its pointer
 	engine  *auth.Engine
 	machine *sessions.Machine
 	log     *auth.LogQueue
@@ -81,7 +88,7 @@ func (inst *instance) startAlarm() {
 }
 
 //export goPluginInit
-func goPluginInit(opts *C.struct_mosquitto_opt, count C.int, delayAvailable C.int, handle *C.uintptr_t, aclChecks, extAuth *C.int, tickFlagsPtr *C.int) (rc C.int) {
+func goPluginInit(opts *C.struct_mosquitto_opt, count C.int, delayAvailable C.int, goInst *unsafe.Pointer, aclChecks, extAuth *C.int, tickFlagsPtr *C.int) (rc C.int) {
 	defer recoverTo(&rc, C.MOSQ_ERR_UNKNOWN, "plugin init")
 	cfg, err := config.Parse(copyOptions(opts, count))
 	if err != nil {
@@ -116,30 +123,32 @@ func goPluginInit(opts *C.struct_mosquitto_opt, count C.int, delayAvailable C.in
 		*extAuth = 1
 	}
 	logLine(auth.LevelInfo, "loaded, "+auth.Mode(v21, delay)+": "+cfg.Summary())
-	*handle = C.uintptr_t(cgo.NewHandle(inst))
+	inst.self = cgo.NewHandle(inst)
+	inst.pin.Pin(inst)
+	*goInst = unsafe.Pointer(inst)
 	return C.MOSQ_ERR_SUCCESS
 }
 
 //export goPluginCleanup
-func goPluginCleanup(handle C.uintptr_t) {
+func goPluginCleanup(goInst unsafe.Pointer) {
 	defer recoverTo(nil, 0, "plugin cleanup")
-	h := cgo.Handle(handle)
-	inst := h.Value().(*instance)
+	inst := (*instance)(goInst)
 	inst.machine.Close()
 	inst.engine.Close()
 	if inst.alarm != nil {
 		inst.alarm.Close()
 	}
 	inst.log.Flush(logLine)
-	h.Delete()
+	inst.pin.Unpin()
+	inst.self.Delete()
 }
 
 //export goBasicAuth
-func goBasicAuth(handle C.uintptr_t, client *C.struct_mosquitto, username, password *C.char) (rc C.int) {
+func goBasicAuth(goInst unsafe.Pointer, client *C.struct_mosquitto, username, password *C.char) (rc C.int) {
 	// A panic must refuse the client, never let it in and never return a code that drops it without a
 	// CONNACK.
 	defer recoverTo(&rc, C.MOSQ_ERR_AUTH, "basic auth")
-	inst := cgo.Handle(handle).Value().(*instance)
+	inst := (*instance)(goInst)
 	defer inst.log.Flush(logLine)
 	req := auth.Request{
 		ClientID: goString(C.mosquitto_client_id(client)),
@@ -161,8 +170,8 @@ func goBasicAuth(handle C.uintptr_t, client *C.struct_mosquitto, username, passw
 // log.
 //
 //export goForeignBasicAuth
-func goForeignBasicAuth(handle, thread C.uintptr_t, client *C.struct_mosquitto, username, password *C.char) (rc C.int) {
-	inst := cgo.Handle(handle).Value().(*instance)
+func goForeignBasicAuth(goInst unsafe.Pointer, thread C.uintptr_t, client *C.struct_mosquitto, username, password *C.char) (rc C.int) {
+	inst := (*instance)(goInst)
 	defer recoverQueued(&rc, C.MOSQ_ERR_AUTH, "HTTP API basic auth", inst.log)
 	req := auth.Request{
 		ClientID: goString(C.mosquitto_client_id(client)),
@@ -177,8 +186,8 @@ func goForeignBasicAuth(handle, thread C.uintptr_t, client *C.struct_mosquitto, 
 // read access to the URL path).
 //
 //export goForeignACLCheck
-func goForeignACLCheck(handle, thread C.uintptr_t, client *C.struct_mosquitto, topic *C.char, topicLen C.size_t, access C.int) (rc C.int) {
-	inst := cgo.Handle(handle).Value().(*instance)
+func goForeignACLCheck(goInst unsafe.Pointer, thread C.uintptr_t, client *C.struct_mosquitto, topic *C.char, topicLen C.size_t, access C.int) (rc C.int) {
+	inst := (*instance)(goInst)
 	defer recoverQueued(&rc, C.MOSQ_ERR_ACL_DENIED, "HTTP API ACL check", inst.log)
 	t := C.GoStringN(topic, C.int(topicLen))
 	return aclRC(inst.foreign.ACLCheck(uintptr(thread), sessions.Client(unsafe.Pointer(client)), acl.Access(access), t))
@@ -202,9 +211,9 @@ func authRC(a sessions.Answer) C.int {
 // A method the plugin does not take is deferred: the broker answers "bad authentication method".
 //
 //export goExtAuthStart
-func goExtAuthStart(handle C.uintptr_t, client *C.struct_mosquitto, method *C.char, data unsafe.Pointer, dataLen C.uint16_t) (rc C.int) {
+func goExtAuthStart(goInst unsafe.Pointer, client *C.struct_mosquitto, method *C.char, data unsafe.Pointer, dataLen C.uint16_t) (rc C.int) {
 	defer recoverTo(&rc, C.MOSQ_ERR_AUTH, "extended auth")
-	inst := cgo.Handle(handle).Value().(*instance)
+	inst := (*instance)(goInst)
 	defer inst.log.Flush(logLine)
 	req := auth.Request{
 		ClientID: goString(C.mosquitto_client_id(client)),
@@ -219,10 +228,10 @@ func goExtAuthStart(handle C.uintptr_t, client *C.struct_mosquitto, method *C.ch
 // plugin.c). It returns next_ms for Mosquitto 2.1 (see tickNoMinimum).
 //
 //export goTick
-func goTick(handle C.uintptr_t) (next C.long) {
+func goTick(goInst unsafe.Pointer) (next C.long) {
 	next = tickNoMinimum
 	defer recoverTo(nil, 0, "tick")
-	inst := cgo.Handle(handle).Value().(*instance)
+	inst := (*instance)(goInst)
 	defer inst.log.Flush(logLine)
 	inst.machine.Tick()
 	return next
@@ -232,28 +241,29 @@ func goTick(handle C.uintptr_t) (next C.long) {
 // session.
 //
 //export goConnect
-func goConnect(handle C.uintptr_t, client *C.struct_mosquitto) {
+func goConnect(goInst unsafe.Pointer, client *C.struct_mosquitto) {
 	defer recoverTo(nil, 0, "connect")
-	inst := cgo.Handle(handle).Value().(*instance)
+	inst := (*instance)(goInst)
 	defer inst.log.Flush(logLine)
 	inst.machine.Connect(sessions.Client(unsafe.Pointer(client)), goString(C.mosquitto_client_id(client)))
 }
 
 // goACLCheck decides one ACL check. It runs for every PUBLISH and every delivery, so it reads the client
-// id and topic in place (from the broker, valid during the call) and allocates nothing. A panic denies,
-// except for UNSUBSCRIBE, which must always succeed.
+// id and topic in place (from the broker, valid during the call), takes the time of the check from C
+// (nanoseconds since the Unix epoch, see wall_ns) and allocates nothing. A panic denies, except for
+// UNSUBSCRIBE, which must always succeed.
 //
 //export goACLCheck
-func goACLCheck(handle C.uintptr_t, client *C.struct_mosquitto, clientID *C.char, idLen C.size_t, topic *C.char, topicLen C.size_t, access C.int, qos C.uint8_t, retain C.bool) (rc C.int) {
+func goACLCheck(goInst unsafe.Pointer, client *C.struct_mosquitto, clientID *C.char, idLen C.size_t, topic *C.char, topicLen C.size_t, access C.int, qos C.uint8_t, retain C.bool, now C.int64_t) (rc C.int) {
 	failRC := C.int(C.MOSQ_ERR_ACL_DENIED)
 	if access == C.MOSQ_ACL_UNSUBSCRIBE {
 		failRC = C.MOSQ_ERR_SUCCESS
 	}
 	defer recoverTo(&rc, failRC, "ACL check")
-	inst := cgo.Handle(handle).Value().(*instance)
+	inst := (*instance)(goInst)
 	id := unsafe.String((*byte)(unsafe.Pointer(clientID)), int(idLen))
 	t := unsafe.String((*byte)(unsafe.Pointer(topic)), int(topicLen))
-	return aclRC(inst.machine.ACLCheck(sessions.Client(unsafe.Pointer(client)), id, acl.Access(access), t, byte(qos), bool(retain)))
+	return aclRC(inst.machine.ACLCheck(sessions.Client(unsafe.Pointer(client)), id, acl.Access(access), t, byte(qos), bool(retain), time.Unix(0, int64(now))))
 }
 
 // aclRC maps a result to the codes ACL_CHECK may return: any other code disconnects a publisher.
@@ -272,9 +282,9 @@ func aclRC(r auth.Result) C.int {
 // session ends with it when clean session is on.
 //
 //export goDisconnect
-func goDisconnect(handle C.uintptr_t, client *C.struct_mosquitto, offline C.int) {
+func goDisconnect(goInst unsafe.Pointer, client *C.struct_mosquitto, offline C.int) {
 	defer recoverTo(nil, 0, "disconnect")
-	inst := cgo.Handle(handle).Value().(*instance)
+	inst := (*instance)(goInst)
 	defer inst.log.Flush(logLine)
 	ends := offline == 0 && (inst.v21 || bool(C.mosquitto_client_clean_session(client)))
 	inst.machine.Disconnect(sessions.Client(unsafe.Pointer(client)), ends)

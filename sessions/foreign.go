@@ -3,6 +3,7 @@ package sessions
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/acl"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/auth"
@@ -76,5 +77,5 @@ func (f *Foreign) ACLCheck(thread uintptr, c Client, access acl.Access, topic st
 		delete(f.rights, thread)
 	}
 	f.mu.Unlock()
-	return f.core.Authorize(rights, access, topic, 0, false)
+	return f.core.Authorize(rights, access, topic, 0, false, time.Now())
 }

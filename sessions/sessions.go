@@ -49,7 +49,7 @@ type Core interface {
 	Verify(ctx context.Context, req auth.Request) auth.Decision
 	Start(req auth.Request)
 	Completed(dst []auth.Completion) []auth.Completion
-	Authorize(s *auth.Session, access acl.Access, topic string, qos byte, retain bool) auth.Result
+	Authorize(s *auth.Session, access acl.Access, topic string, qos byte, retain bool, now time.Time) auth.Result
 	RenamesClients() bool
 	AuthorizesTopics() bool
 	ExtendedAuthToken(method string, data []byte) (token string, known bool, err error)
@@ -447,14 +447,15 @@ func (m *Machine) Disconnect(c Client, sessionEnds bool) {
 	}
 }
 
-// ACLCheck decides one ACL check from the client's rights, in memory, without allocating. A session
-// made for another client id is not used: an address can be reused by a client this plugin never saw.
-func (m *Machine) ACLCheck(c Client, clientID string, access acl.Access, topic string, qos byte, retain bool) auth.Result {
+// ACLCheck decides one ACL check made at now from the client's rights, in memory, without allocating.
+// A session made for another client id is not used: an address can be reused by a client this plugin
+// never saw.
+func (m *Machine) ACLCheck(c Client, clientID string, access acl.Access, topic string, qos byte, retain bool, now time.Time) auth.Result {
 	var rights *auth.Session
 	if s := m.sessions[c]; s != nil && s.clientID == clientID {
 		rights = s.rights
 	}
-	return m.core.Authorize(rights, access, topic, qos, retain)
+	return m.core.Authorize(rights, access, topic, qos, retain, now)
 }
 
 // Tick does what is due on the broker thread: it drops forgotten sessions, kicks clients whose lease

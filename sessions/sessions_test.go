@@ -63,7 +63,7 @@ func (f *fakeCore) Completed(dst []auth.Completion) []auth.Completion {
 }
 
 // Authorize allows exactly the clients that hold rights: which rights is the engine's business.
-func (f *fakeCore) Authorize(s *auth.Session, access acl.Access, _ string, _ byte, _ bool) auth.Result {
+func (f *fakeCore) Authorize(s *auth.Session, access acl.Access, _ string, _ byte, _ bool, _ time.Time) auth.Result {
 	if s == nil {
 		return auth.Defer
 	}
@@ -200,7 +200,7 @@ func (r *rig) ext(conn, id, data string) Answer {
 }
 
 func (r *rig) rights(conn, id string) bool {
-	return r.m.ACLCheck(r.conn(conn), id, acl.Write, "t", 0, false) == auth.Allow
+	return r.m.ACLCheck(r.conn(conn), id, acl.Write, "t", 0, false, r.now) == auth.Allow
 }
 
 func (r *rig) tick(d time.Duration) {
