@@ -35,6 +35,8 @@ export DEBIAN_FRONTEND=noninteractive
 PULL_TIMEOUT=${IMAGE_TEST_PULL_TIMEOUT:-60}
 IMAGE=mosquitto-oauth2:image-test
 START=$SECONDS
+# stop, in_use, make_pki, start_idp, idp_token
+. "$ROOT/scripts/lib.sh"
 
 say() { printf 'image-test: %s\n' "$*"; }
 die() {
@@ -60,19 +62,6 @@ CONTAINERS=() # names of containers this script started
 COMPOSE=()    # the compose command with its files, once the compose project is up
 MADE_IMAGES=() # images this script tagged in a daemon it did not start
 POLICY_RC_D="" # a policy-rc.d this script put in place for an install
-
-# stop PID: SIGTERM, then SIGKILL if it is still there after WAIT tenths of a second (default 50).
-stop() {
-	local pid=$1 wait=${2:-50} i
-	[ -n "$pid" ] || return 0
-	kill -TERM "$pid" 2>/dev/null || return 0
-	for i in $(seq "$wait"); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-}
 
 # host_state: what the private daemon must leave as it found it: the firewall, the interfaces, their
 # addresses and routes, and the sysctls (less the counters that move by themselves).
@@ -396,27 +385,10 @@ say "built $IMAGE in ${BUILD_S} s: $SIZE_MB MB ($SIZE bytes); $(grep -m1 -o 'mos
 free_port() {
 	node -e 'const s = require("net").createServer(); s.listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })'
 }
-in_use() {
-	timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
-}
 
 P="$WORK/pki"
 mkdir -p "$P"
-(
-	cd "$P"
-	openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-		-keyout ca.key -out ca.pem -days 2 -subj "/CN=mosquitto-oauth2 image-test CA" \
-		-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
-	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-		-keyout server.key -out server.csr -subj "/CN=127.0.0.1"
-	printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature" \
-		"extendedKeyUsage=serverAuth" "subjectAltName=IP:127.0.0.1" >server.ext
-	openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -set_serial "0x$(openssl rand -hex 8)" \
-		-days 2 -extfile server.ext -out server.pem
-) >"$WORK/openssl.log" 2>&1 || {
-	cat "$WORK/openssl.log" >&2
-	die "openssl failed"
-}
+make_pki "$P" "mosquitto-oauth2 image-test CA"
 
 BROKER_SECRET=$(openssl rand -hex 16)
 DEVICE_SECRET=$(openssl rand -hex 16)
@@ -430,23 +402,10 @@ EOF
 
 IDP_PORT=$(free_port)
 ISSUER="https://127.0.0.1:$IDP_PORT"
-(
-	cd test/idp
-	IDP_PORT=$IDP_PORT IDP_HOST=127.0.0.1 IDP_TLS_CERT="$P/server.pem" IDP_TLS_KEY="$P/server.key" \
-		IDP_CLIENTS="$WORK/clients.json" exec node server.js
-) >"$WORK/idp.out" 2>"$WORK/idp.log" &
-IDP_PID=$!
-for i in $(seq 300); do
-	grep -q '^IDP READY' "$WORK/idp.out" && break
-	kill -0 "$IDP_PID" 2>/dev/null || { cat "$WORK/idp.log" >&2; die "test/idp exited during start-up"; }
-	[ "$i" -lt 300 ] || die "test/idp not ready after 30 s"
-	sleep 0.1
-done
+start_idp "$P" "$IDP_PORT" "$WORK/clients.json"
 say "test/idp on $ISSUER"
 
-TOKEN=$(curl -fsS --cacert "$P/ca.pem" -u "device:$DEVICE_SECRET" -d grant_type=client_credentials "$ISSUER/token" |
-	node -e 'let s = ""; process.stdin.on("data", d => s += d).on("end", () => {
-		const t = JSON.parse(s).access_token; if (!t) process.exit(1); process.stdout.write(t); })') ||
+TOKEN=$(idp_token "$ISSUER" "$P/ca.pem" device "$DEVICE_SECRET") ||
 	die "could not get a token from test/idp"
 
 # ------------------------------------------------------------------------ what a user puts in place
