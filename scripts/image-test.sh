@@ -19,12 +19,15 @@
 #     token-authenticated subscribe and publish, a garbage token refused with CONNACK 5 (and the same
 #     client with the token accepted), the broker process running as uid and gid 1883, and neither the
 #     token nor the secret in the broker's log.
-#  5. The same through docker-compose.yml (`docker compose`, else Debian's docker-compose) with the
-#     files it expects next to it, in the work directory, and an override that adds network_mode: host.
+#  5. The same through docker-compose.yml (`docker compose`, else Debian's docker-compose) in a copy of
+#     the checkout with the files the compose file expects next to it: first a check that those files
+#     leave the build fully cached (.dockerignore), then `up --build` with an override that sets
+#     network_mode: host (and the copy's compose file without its ports:, which host networking refuses).
 #
 # Everything it writes lives in one work directory, removed at the end, on failure too. Outside it:
 # packages it installs (docker.io, docker-compose, debootstrap, only when missing) and, with the
-# private daemon, the shims' sockets containerd keeps in /run/containerd/s while a container runs.
+# private daemon, while it runs: the containers' parent cgroup and the shims' sockets in
+# /run/containerd/s (both removed at the end).
 #
 # Environment: IMAGE_TEST_PULL_TIMEOUT seconds to try pulling each base image (default 60).
 set -euo pipefail
