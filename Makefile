@@ -14,7 +14,7 @@ GOSRC     := $(shell find . -path ./build -prune -o -path ./test/idp -prune -o -
 UNIT_PKGS := ./acl/... ./auth/... ./bench/... ./blockinghttp/... ./cache/... ./config/... ./introspect/... ./jwt/... ./logtext/... ./sessions/... ./strictjson/... ./template/... ./verified/... ./wake/...
 FUZZTIME  ?= 10s
 
-.PHONY: help build test unit e2e e2e-all bench fuzz lint demo deps clean
+.PHONY: help build test unit e2e e2e-all bench fuzz lint demo image-test deps clean
 
 help:
 	@echo "make build   build $(SO)"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench   throughput and stall figures against $(BENCH_BROKERS), as ratios to a broker without the plugin"
 	@echo "make fuzz    run each fuzz target for FUZZTIME ($(FUZZTIME))"
 	@echo "make demo    start test/idp and a broker with the plugin, print a ready mosquitto_pub/sub pair"
+	@echo "make image-test build the Docker image and test it with docker run and docker-compose.yml against test/idp"
 	@echo "make deps    install what is missing (apt-get, npm ci)"
 	@echo "make clean   remove $(BUILD)/"
 
@@ -78,6 +79,10 @@ fuzz:
 
 demo: deps $(SO)
 	@scripts/demo.sh
+
+# Needs root: it may install docker.io and start a private dockerd (see the script's header).
+image-test: deps
+	@scripts/image-test.sh
 
 clean:
 	rm -rf $(BUILD)

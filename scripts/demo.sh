@@ -23,6 +23,8 @@ EXAMPLE="$ROOT/mosquitto.conf.example"
 IDP_DIR="$ROOT/test/idp"
 MOSQUITTO=${MOSQUITTO:-$(command -v mosquitto 2>/dev/null || echo /usr/sbin/mosquitto)}
 SMOKE=${DEMO_SMOKE:-0}
+# stop, in_use, make_pki, start_idp, idp_token
+. "$ROOT/scripts/lib.sh"
 
 say() { printf 'demo: %s\n' "$*"; }
 die() {
@@ -47,19 +49,6 @@ IDP_PID=""
 BROKER_PID=""
 SUB_PID=""
 
-# stop PID: SIGTERM, then SIGKILL if it is still there after 5 s.
-stop() {
-	local pid=$1 i
-	[ -n "$pid" ] || return 0
-	kill -TERM "$pid" 2>/dev/null || return 0
-	for i in $(seq 50); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-}
-
 cleanup() {
 	trap - INT TERM EXIT
 	stop "$SUB_PID"
@@ -75,11 +64,6 @@ DIR=$(mktemp -d "${TMPDIR:-/tmp}/mosquitto-oauth2-demo.XXXXXX")
 DIR=$(cd "$DIR" && pwd -P)
 
 # ------------------------------------------------------------------------------------------- ports
-
-# in_use PORT: something accepts connections on 127.0.0.1:PORT.
-in_use() {
-	timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
-}
 
 # pick_port PREFERRED [AVOID]: PREFERRED if free, else a free port the kernel hands out, never AVOID.
 pick_port() {
@@ -109,22 +93,7 @@ ISSUER="https://127.0.0.1:$IDP_PORT"
 # ---------------------------------------------------------------------- throwaway CA and server cert
 
 say "working directory $DIR"
-(
-	cd "$DIR"
-	openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-		-keyout ca.key -out ca.pem -days 2 -subj "/CN=mosquitto-oauth2 demo CA" \
-		-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
-	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-		-keyout server.key -out server.csr -subj "/CN=127.0.0.1"
-	printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature" \
-		"extendedKeyUsage=serverAuth" "subjectAltName=IP:127.0.0.1,DNS:localhost" >server.ext
-	openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -set_serial "0x$(openssl rand -hex 8)" \
-		-days 2 -extfile server.ext -out server.pem
-	chmod 600 ca.key server.key
-) >"$DIR/openssl.log" 2>&1 || {
-	cat "$DIR/openssl.log" >&2
-	die "openssl failed"
-}
+make_pki "$DIR" "mosquitto-oauth2 demo CA"
 CA="$DIR/ca.pem"
 
 # ------------------------------------------------------------------------------- identity provider
@@ -157,22 +126,7 @@ EOF
 )
 
 say "starting test/idp on $ISSUER"
-(
-	cd "$IDP_DIR"
-	IDP_PORT=$IDP_PORT IDP_HOST=127.0.0.1 IDP_TLS_CERT="$DIR/server.pem" IDP_TLS_KEY="$DIR/server.key" \
-		IDP_CLIENTS="$DIR/clients.json" exec node server.js
-) >"$DIR/idp.out" 2>"$DIR/idp.log" &
-IDP_PID=$!
-
-for i in $(seq 300); do
-	grep -q '^IDP READY' "$DIR/idp.out" && break
-	kill -0 "$IDP_PID" 2>/dev/null || {
-		cat "$DIR/idp.log" >&2
-		die "test/idp exited during start-up"
-	}
-	[ "$i" -lt 300 ] || die "test/idp not ready after 30 s (log: $DIR/idp.log)"
-	sleep 0.1
-done
+start_idp "$DIR" "$IDP_PORT" "$DIR/clients.json"
 
 # ------------------------------------------------------------------------------ broker configuration
 
@@ -282,9 +236,7 @@ done
 
 TOKEN_CMD="curl -sS --cacert $CA -u $DEVICE_CLIENT:$DEVICE_SECRET -d grant_type=client_credentials $ISSUER/token"
 token() { # [client secret]
-	curl -fsS --cacert "$CA" -u "${1:-$DEVICE_CLIENT}:${2:-$DEVICE_SECRET}" -d grant_type=client_credentials "$ISSUER/token" |
-		node -e 'let s = ""; process.stdin.on("data", d => s += d).on("end", () => {
-			const t = JSON.parse(s).access_token; if (!t) process.exit(1); process.stdout.write(t); })'
+	idp_token "$ISSUER" "$CA" "${1:-$DEVICE_CLIENT}" "${2:-$DEVICE_SECRET}"
 }
 TOKEN=$(token) || die "could not get a token for $DEVICE_CLIENT (IdP log: $DIR/idp.log)"
 SHORT=$(token "$SHORT_CLIENT" "$SHORT_SECRET") || die "could not get a token for $SHORT_CLIENT (IdP log: $DIR/idp.log)"
