@@ -377,7 +377,7 @@ func TestCacheMemory(t *testing.T) {
 // BenchmarkCacheHit is the cost of a reconnect with a known token, renamed by template.
 func BenchmarkCacheHit(b *testing.B) {
 	idp := &scriptedIdP{res: verified.Token{Claims: []byte(realisticClaims)}}
-	e, _ := newTestEngine(b, idp, &testClock{t: time.Unix(1_000_000, 0)},
+	e, _ := newTestEngine(b, idp, &testClock{t: time.Unix(1_000_000, 0)}, opt("cache_ttl", "300"),
 		opt("username_replacement", "true"), opt("username_replacement_template", "%%oidc-email%%"))
 	req := Request{ClientID: "device-0042", Username: "device-0042", Password: "eyJhbGciOiJSUzI1NiIsInR5cCI6ImF0K2p3dCJ9.a-token-of-typical-length-0123456789abcdef0123456789"}
 	e.Authenticate(context.Background(), req)
