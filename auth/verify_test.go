@@ -72,6 +72,7 @@ func (c *testClock) advance(d time.Duration) {
 var (
 	errDown     = fmt.Errorf("%w: connection refused", introspect.ErrIdPUnavailable)
 	errInactive = fmt.Errorf("%w: inactive", introspect.ErrTokenInvalid)
+	errMisconf  = fmt.Errorf("%w: %w: status 401", introspect.ErrIdPUnavailable, introspect.ErrMisconfigured)
 )
 
 func newTestEngine(t testing.TB, idp verified.Verifier, clk *testClock, opts ...config.Option) (*Engine, *logRecorder) {
@@ -85,7 +86,7 @@ func newTestEngine(t testing.TB, idp verified.Verifier, clk *testClock, opts ...
 		t.Fatal(err)
 	}
 	log := &logRecorder{}
-	return newEngine(cfg, idp, nil, log, clk.now), log
+	return newEngine(cfg, idp, nil, log, clk.now, new(counters)), log
 }
 
 func TestCacheServesRepeats(t *testing.T) {
@@ -282,7 +283,7 @@ func TestStartCompletes(t *testing.T) {
 	for _, c := range got {
 		want := Completion{ClientID: "good", Decision: Decision{Result: Allow, Rename: true, Username: "alice", Introspected: true, Token: cache.KeyOf(token)}}
 		if c.ClientID == "bad" {
-			want = Completion{ClientID: "bad", Decision: Decision{Result: Deny}}
+			want = Completion{ClientID: "bad", Decision: Decision{Result: Deny, reason: ReasonTokenRefused}}
 		}
 		if c != want {
 			t.Errorf("completion %+v, want %+v", c, want)
