@@ -38,18 +38,19 @@ const tickNoMinimum = 0
 // broker's userdata. Nothing lives in package globals: the same .so may serve several listeners with
 // different options.
 type instance struct {
-	engine   *auth.Engine
-	machine  *sessions.Machine
-	log      *auth.LogQueue
-	due      tickFlags // makes the next tick call goTick; set whenever work for it is queued
-	v21      bool      // Mosquitto 2.1: DISCONNECT fires only for sessions that end
-	delay    bool      // checks that miss the cache are delayed (2.1)
+	engine  *auth.Engine
+	machine *sessions.Machine
+	log     *auth.LogQueue
+	due     tickFlags // makes the next tick call goTick; set whenever work for it is queued
+	v21     bool      // Mosquitto 2.1: DISCONNECT fires only for sessions that end
+	delay   bool      // checks that miss the cache are delayed (2.1)
 	// alarm wakes the broker thread when a delayed answer, a lease's end or a re-check's outcome is
 	// ready (see package wake); nil on 2.0, whose loop turns every 100 ms anyway, and where the broker
 	// thread cannot be woken.
 	alarm *wake.Alarm
 	// foreign answers the checks the broker makes on its other threads (2.1's HTTP API).
 	foreign *sessions.Foreign
+	metrics instanceMetrics
 }
 
 // ring makes the next tick do its work and wakes the broker thread for it, once per tick however many
@@ -115,6 +116,15 @@ func goPluginInit(opts *C.struct_mosquitto_opt, count C.int, delayAvailable C.in
 	if len(cfg.EnhancedAuthMethods) > 0 {
 		*extAuth = 1
 	}
+	if err := inst.startMetrics(cfg); err != nil {
+		logLine(auth.LevelError, "configuration error: "+err.Error())
+		inst.machine.Close()
+		engine.Close()
+		if inst.alarm != nil {
+			inst.alarm.Close()
+		}
+		return C.MOSQ_ERR_INVAL
+	}
 	logLine(auth.LevelInfo, "loaded, "+auth.Mode(v21, delay)+": "+cfg.Summary())
 	*handle = C.uintptr_t(cgo.NewHandle(inst))
 	return C.MOSQ_ERR_SUCCESS
@@ -125,6 +135,7 @@ func goPluginCleanup(handle C.uintptr_t) {
 	defer recoverTo(nil, 0, "plugin cleanup")
 	h := cgo.Handle(handle)
 	inst := h.Value().(*instance)
+	inst.stopMetrics()
 	inst.machine.Close()
 	inst.engine.Close()
 	if inst.alarm != nil {
@@ -225,6 +236,7 @@ func goTick(handle C.uintptr_t) (next C.long) {
 	inst := cgo.Handle(handle).Value().(*instance)
 	defer inst.log.Flush(logLine)
 	inst.machine.Tick()
+	inst.publishSys()
 	return next
 }
 
