@@ -11,7 +11,7 @@ BROKERS   ?= 2.0.11 2.0.21 2.1.2
 BENCH_BROKERS ?= 2.0.11 2.1.2
 MOSQUITTO ?=
 GOSRC     := $(shell find . -path ./build -prune -o -path ./test/idp -prune -o -name '*.go' -print) plugin/plugin.c plugin/shim.h go.mod go.sum
-UNIT_PKGS := ./acl/... ./auth/... ./bench/... ./blockinghttp/... ./cache/... ./config/... ./introspect/... ./jwt/... ./logtext/... ./sessions/... ./strictjson/... ./template/... ./verified/... ./wake/...
+UNIT_PKGS := ./acl/... ./auth/... ./bench/... ./blockinghttp/... ./cache/... ./config/... ./introspect/... ./jwt/... ./logtext/... ./metrics/... ./sessions/... ./strictjson/... ./template/... ./verified/... ./wake/...
 FUZZTIME  ?= 10s
 
 .PHONY: help build test unit e2e e2e-all bench fuzz lint demo image-test deps clean

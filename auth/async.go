@@ -127,7 +127,9 @@ func (e *Engine) Start(req Request) {
 		}
 	}
 	a.queuedBytes.Add(-size)
-	a.finish(req, e.refuseAt(LevelWarning, req, config.Deny, "token verification failed: too many checks waiting for the identity provider"))
+	d := e.refuseAt(LevelWarning, req, config.Deny, ReasonOverloaded, "token verification failed: too many checks waiting for the identity provider")
+	e.stats.decided(missed, d)
+	a.finish(req, d)
 }
 
 // queuedSize is what a queued check holds of its client's input.
@@ -158,7 +160,8 @@ func (e *Engine) run(j job) {
 		// A panic here would end the broker process: refuse the client instead, and still hand the
 		// answer over so the broker does not wait for it.
 		if r := recover(); r != nil {
-			d = Decision{Result: Deny}
+			d = Decision{Result: Deny, reason: ReasonInternalError}
+			e.stats.decided(missed, d)
 			e.log.Log(LevelError, fmt.Sprintf("internal error checking client %s: %v", logtext.Quote(j.req.ClientID), r))
 		}
 		a.finish(j.req, d)
@@ -166,7 +169,8 @@ func (e *Engine) run(j job) {
 	ctx, cancel := context.WithDeadline(a.ctx, j.deadline)
 	defer cancel()
 	if ctx.Err() != nil {
-		d = e.refuseAt(LevelWarning, j.req, config.Deny, "token verification failed: no free slot to ask the identity provider in time")
+		d = e.refuseAt(LevelWarning, j.req, config.Deny, ReasonOverloaded, "token verification failed: no free slot to ask the identity provider in time")
+		e.stats.decided(missed, d)
 		return
 	}
 	d = e.Authenticate(ctx, j.req)

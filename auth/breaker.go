@@ -16,20 +16,26 @@ type breaker struct {
 	cooldown  time.Duration
 	now       func() time.Time
 	log       Logger
+	stats     *counters
 
 	mu       sync.Mutex
 	failures int
-	state    breakerState
+	state    BreakerState
 	openedAt time.Time
 }
 
-type breakerState int
+// enter moves the breaker to state st. Its lock is held.
+func (b *breaker) enter(st BreakerState) {
+	b.state, b.openedAt = st, b.now()
+	b.stats.breakerTransitions[st].Add(1)
+}
 
-const (
-	closed breakerState = iota
-	open
-	probing // half-open: one request is out to the IdP
-)
+// current is the breaker's state now.
+func (b *breaker) current() BreakerState {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.state
+}
 
 // allow says whether a request may go to the IdP now.
 func (b *breaker) allow() bool {
@@ -39,14 +45,14 @@ func (b *breaker) allow() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch b.state {
-	case open:
+	case BreakerOpen:
 		if b.now().Sub(b.openedAt) < b.cooldown {
 			return false
 		}
-		b.state, b.openedAt = probing, b.now()
+		b.enter(BreakerHalfOpen)
 		b.log.Log(LevelNotice, "circuit breaker half-open: probing the identity provider")
 		return true
-	case probing:
+	case BreakerHalfOpen:
 		// A probe that never reported (its caller gave up) must not keep the breaker shut for good.
 		if b.now().Sub(b.openedAt) < b.cooldown {
 			return false
@@ -66,19 +72,20 @@ func (b *breaker) report(ok bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if ok {
-		if b.state != closed {
+		if b.state != BreakerClosed {
 			b.log.Log(LevelNotice, "circuit breaker closed: the identity provider answers again")
+			b.enter(BreakerClosed)
 		}
-		b.state, b.failures = closed, 0
+		b.failures = 0
 		return
 	}
 	b.failures++
 	switch {
-	case b.state == probing:
-		b.state, b.openedAt = open, b.now()
+	case b.state == BreakerHalfOpen:
+		b.enter(BreakerOpen)
 		b.log.Log(LevelWarning, fmt.Sprintf("circuit breaker open again: the probe failed; next probe in %v", b.cooldown))
-	case b.state == closed && b.failures >= b.threshold:
-		b.state, b.openedAt = open, b.now()
+	case b.state == BreakerClosed && b.failures >= b.threshold:
+		b.enter(BreakerOpen)
 		b.log.Log(LevelWarning, fmt.Sprintf("circuit breaker open after %d identity provider failures in a row: "+
 			"new tokens get token_verification_error for %v", b.failures, b.cooldown))
 	}

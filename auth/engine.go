@@ -72,6 +72,7 @@ type Decision struct {
 	Subject      string
 	Introspected bool
 	Token        cache.Key
+	reason       Reason // for metrics; the log line says why in words
 }
 
 // Engine decides CONNECTs for one plugin instance. It is safe for concurrent use.
@@ -81,6 +82,8 @@ type Engine struct {
 	v   *verifier
 	async
 	rechecks rechecks
+	stats    *counters
+	breaker  *breaker // nil without introspection
 }
 
 // New builds the engine for cfg, with its own introspection client and JWT verifier as configured. It
@@ -108,15 +111,16 @@ func New(cfg *config.Config, log Logger, blockingIO bool) (*Engine, error) {
 		}
 		intro = client
 	}
+	stats := new(counters)
 	var jv *jwt.Verifier
 	if cfg.JWTVerification {
 		var err error
-		if jv, err = newJWTVerifier(cfg, roots, log, time.Now, blockingIO); err != nil {
+		if jv, err = newJWTVerifier(cfg, roots, log, time.Now, blockingIO, stats); err != nil {
 			return nil, err
 		}
 		jv.Start()
 	}
-	return newEngine(cfg, intro, jv, log, time.Now), nil
+	return newEngine(cfg, intro, jv, log, time.Now, stats), nil
 }
 
 func newIntrospector(cfg *config.Config, roots *x509.CertPool, blockingIO bool) (*introspect.Client, error) {
@@ -139,8 +143,9 @@ func newIntrospector(cfg *config.Config, roots *x509.CertPool, blockingIO bool) 
 
 // newJWTVerifier builds the verifier of jwt_issuer's tokens. Key fetches trust what introspection
 // trusts: ca_file and tls_verification apply to both. onBrokerThread is set when checks run on
-// Mosquitto 2.0's broker thread, which then never waits for a key fetch while it holds keys.
-func newJWTVerifier(cfg *config.Config, roots *x509.CertPool, log Logger, now func() time.Time, onBrokerThread bool) (*jwt.Verifier, error) {
+// Mosquitto 2.0's broker thread, which then never waits for a key fetch while it holds keys. Each
+// key set fetch is counted in stats.
+func newJWTVerifier(cfg *config.Config, roots *x509.CertPool, log Logger, now func() time.Time, onBrokerThread bool, stats *counters) (*jwt.Verifier, error) {
 	jv, err := jwt.New(jwt.Config{
 		Issuer:            cfg.JWTIssuer,
 		JWKSURL:           cfg.JWKSEndpoint,
@@ -158,6 +163,7 @@ func newJWTVerifier(cfg *config.Config, roots *x509.CertPool, log Logger, now fu
 			}
 			log.Log(level, msg)
 		},
+		Fetched: stats.keySetFetched,
 	})
 	if err != nil {
 		return nil, &config.OptionError{Key: "jwt_verification", Err: err} // the options were checked: unexpected
@@ -165,18 +171,19 @@ func newJWTVerifier(cfg *config.Config, roots *x509.CertPool, log Logger, now fu
 	return jv, nil
 }
 
-func newEngine(cfg *config.Config, intro verified.Verifier, jv *jwt.Verifier, log Logger, now func() time.Time) *Engine {
-	e := &Engine{cfg: cfg, log: log}
+func newEngine(cfg *config.Config, intro verified.Verifier, jv *jwt.Verifier, log Logger, now func() time.Time, stats *counters) *Engine {
+	e := &Engine{cfg: cfg, log: log, stats: stats}
 	entries := cfg.CacheMaxEntries
 	if cfg.CacheTTL == 0 && cfg.NegativeCacheTTL == 0 {
 		entries = 0
 	}
 	if intro != nil {
-		intro = &guarded{next: intro, log: log,
-			breaker: &breaker{threshold: cfg.BreakerFailures, cooldown: cfg.BreakerCooldown, now: now, log: log}}
+		e.breaker = &breaker{threshold: cfg.BreakerFailures, cooldown: cfg.BreakerCooldown, now: now, log: log, stats: stats}
+		intro = &guarded{next: intro, log: log, breaker: e.breaker, stats: stats}
 	}
 	e.v = &verifier{
-		source:   router{jwt: jv, intro: intro, log: log},
+		source:   router{jwt: jv, intro: intro, log: log, stats: stats},
+		stats:    stats,
 		intro:    intro,
 		jwt:      jv,
 		cache:    cache.New[verdict](entries, now),
@@ -225,6 +232,12 @@ func (e *Engine) Authenticate(ctx context.Context, req Request) Decision {
 // it spares the broker thread a second cache lookup and JWT parse of the same token (not the hash, about a
 // microsecond per KiB of token, which Verify computes again).
 func (e *Engine) Verify(ctx context.Context, req Request) Decision {
+	d := e.verify(ctx, req)
+	e.stats.decided(missed, d)
+	return d
+}
+
+func (e *Engine) verify(ctx context.Context, req Request) Decision {
 	if _, ok := ctx.Deadline(); !ok {
 		// Bounds callers that join a request already in flight; background checks bring their own.
 		var cancel context.CancelFunc
@@ -234,7 +247,7 @@ func (e *Engine) Verify(ctx context.Context, req Request) Decision {
 	k := cache.KeyOf(req.Password)
 	vd, err := e.v.verify(ctx, k, req.Password)
 	if err != nil {
-		return e.refuseAt(LevelWarning, req, e.cfg.TokenVerificationError, "token verification failed: "+err.Error())
+		return e.refuseAt(LevelWarning, req, e.cfg.TokenVerificationError, noVerdict(err), "token verification failed: "+err.Error())
 	}
 	return e.decide(req, k, vd)
 }
@@ -244,7 +257,16 @@ func (e *Engine) Verify(ctx context.Context, req Request) Decision {
 // already held (a signature check costs tens of microseconds, less than handing the check to another
 // goroutine). ok is false when the IdP must be asked. This is the whole cost of a reconnect with a known
 // token, and of Mosquitto's re-check of every client on SIGHUP.
-func (e *Engine) FromMemory(req Request) (d Decision, ok bool) {
+func (e *Engine) FromMemory(req Request) (Decision, bool) {
+	d, l := e.fromMemory(req)
+	if l == unanswered {
+		return Decision{}, false
+	}
+	e.stats.decided(l, d)
+	return d, true
+}
+
+func (e *Engine) fromMemory(req Request) (Decision, lookup) {
 	c := e.cfg
 	val := c.ValidationTemplate
 	if c.UsernameValidation && !val.HasPlaceholders() && req.Username != val.String() {
@@ -253,25 +275,25 @@ func (e *Engine) FromMemory(req Request) (d Decision, ok bool) {
 		if c.ValidationError == config.Defer {
 			level = LevelDebug
 		}
-		return e.refuseAt(level, req, c.ValidationError, "username does not match username_validation_template"), true
+		return e.refuseAt(level, req, c.ValidationError, ReasonUsernameValidation, "username does not match username_validation_template"), unread
 	}
 	if req.Password == "" {
-		return e.refuse(req, c.TokenVerificationError, "no token in the password field"), true
+		return e.refuse(req, c.TokenVerificationError, ReasonNoToken, "no token in the password field"), unread
 	}
 	if len(req.Password) > MaxTokenBytes {
-		return e.refuse(req, c.TokenVerificationError, fmt.Sprintf("token verification failed: malformed: over %d bytes", MaxTokenBytes)), true
+		return e.refuse(req, c.TokenVerificationError, ReasonMalformed, fmt.Sprintf("token verification failed: malformed: over %d bytes", MaxTokenBytes)), unread
 	}
 	k := cache.KeyOf(req.Password)
-	if vd, hit := e.v.cached(k); hit {
-		return e.decide(req, k, vd), true
+	if vd, ok := e.v.cached(k); ok {
+		return e.decide(req, k, vd), hit
 	}
 	if !accessTokenShape(req.Password) {
-		return e.refuse(req, c.TokenVerificationError, "token verification failed: malformed: a byte outside printable ASCII"), true
+		return e.refuse(req, c.TokenVerificationError, ReasonMalformed, "token verification failed: malformed: a byte outside printable ASCII"), missed
 	}
 	if vd, ok := e.v.held(k, req.Password); ok {
-		return e.decide(req, k, vd), true
+		return e.decide(req, k, vd), missed
 	}
-	return Decision{}, false
+	return Decision{}, unanswered
 }
 
 // MaxTokenBytes is the longest password the plugin treats as a token. Real access tokens stay far below
@@ -327,14 +349,14 @@ func (e *Engine) render(tok verified.Token) verdict {
 func (e *Engine) decide(req Request, k cache.Key, vd verdict) Decision {
 	c := e.cfg
 	if !vd.valid {
-		return e.refuse(req, c.TokenVerificationError, "token verification failed: "+vd.reason)
+		return e.refuse(req, c.TokenVerificationError, ReasonTokenRefused, "token verification failed: "+vd.reason)
 	}
 	if c.UsernameValidation && c.ValidationTemplate.HasPlaceholders() {
 		if vd.validErr != "" {
-			return e.refuse(req, c.ValidationError, "username_validation_template: "+vd.validErr)
+			return e.refuse(req, c.ValidationError, ReasonUsernameValidation, "username_validation_template: "+vd.validErr)
 		}
 		if req.Username != vd.validName {
-			return e.refuse(req, c.ValidationError, "username does not match username_validation_template")
+			return e.refuse(req, c.ValidationError, ReasonUsernameValidation, "username does not match username_validation_template")
 		}
 	}
 	// No log line for an accepted client: the broker logs every connection itself, with the new
@@ -342,7 +364,7 @@ func (e *Engine) decide(req Request, k cache.Key, vd verdict) Decision {
 	d := Decision{Result: Allow, Expiry: vd.expiry, Subject: vd.subject, Introspected: vd.introspected, Token: k}
 	if c.UsernameReplacement {
 		if vd.renameErr != "" {
-			return e.refuse(req, c.ReplacementError, "username_replacement_template: "+vd.renameErr)
+			return e.refuse(req, c.ReplacementError, ReasonUsernameReplacement, "username_replacement_template: "+vd.renameErr)
 		}
 		d.Rename, d.Username = true, vd.newName
 	}
@@ -358,7 +380,7 @@ func (e *Engine) decide(req Request, k cache.Key, vd verdict) Decision {
 		}
 		grants, err := c.ACL.Compile(vd.claims, name, req.ClientID)
 		if err != nil {
-			return e.refuse(req, c.TokenVerificationError, err.Error())
+			return e.refuse(req, c.TokenVerificationError, ReasonACLClaim, err.Error())
 		}
 		d.Session = &Session{grants: grants, expiry: vd.expiry}
 	}
@@ -378,14 +400,15 @@ func renderName(t *template.Template, claims []byte) (string, error) {
 	return name, nil
 }
 
-func (e *Engine) refuse(req Request, p config.Policy, reason string) Decision {
-	return e.refuseAt(LevelNotice, req, p, reason)
+func (e *Engine) refuse(req Request, p config.Policy, class Reason, reason string) Decision {
+	return e.refuseAt(LevelNotice, req, p, class, reason)
 }
 
-// refuseAt applies policy p and logs why. The reason never holds the token: the verifier's errors are
-// built not to carry it, and templates report placeholder names, not claim values. The client id is the
-// client's own text, so it is quoted; the plugin escapes the whole line again before the broker gets it.
-func (e *Engine) refuseAt(level Level, req Request, p config.Policy, reason string) Decision {
+// refuseAt applies policy p and logs why; class is the reason's class in metrics. The reason never
+// holds the token: the verifier's errors are built not to carry it, and templates report placeholder
+// names, not claim values. The client id is the client's own text, so it is quoted; the plugin escapes
+// the whole line again before the broker gets it.
+func (e *Engine) refuseAt(level Level, req Request, p config.Policy, class Reason, reason string) Decision {
 	r := Deny
 	if p == config.Defer {
 		r = Defer
@@ -395,5 +418,5 @@ func (e *Engine) refuseAt(level Level, req Request, p config.Policy, reason stri
 		who += " from " + req.Address
 	}
 	e.log.Log(level, fmt.Sprintf("%s: %s (%s)", who, reason, r))
-	return Decision{Result: r}
+	return Decision{Result: r, reason: class}
 }

@@ -74,7 +74,7 @@ func engineFor(t *testing.T, idp *fakeIdP, extra ...config.Option) (*Engine, *lo
 		t.Fatal(err)
 	}
 	log := &logRecorder{}
-	return newEngine(cfg, idp, nil, log, time.Now), log
+	return newEngine(cfg, idp, nil, log, time.Now, new(counters)), log
 }
 
 func opt(k, v string) config.Option { return config.Option{Key: k, Value: v} }

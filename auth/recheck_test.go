@@ -16,7 +16,6 @@ import (
 // A re-check asks the IdP every time, whatever the cache holds, and only a refusal of the token is a
 // verdict against it: an IdP that fails, refuses the broker, or sits behind an open breaker kicks nobody.
 func TestRecheck(t *testing.T) {
-	errMisconf := fmt.Errorf("%w: %w: status 401", introspect.ErrIdPUnavailable, introspect.ErrMisconfigured)
 	for _, tc := range []struct {
 		name        string
 		opts        []config.Option

@@ -89,7 +89,8 @@ func jwtEngine(t *testing.T, iss *jwtIssuer, intro verified.Verifier, clk *testC
 		t.Fatal(err)
 	}
 	log := &logRecorder{}
-	jv, err := newJWTVerifier(cfg, nil, log, clk.now, false)
+	stats := new(counters)
+	jv, err := newJWTVerifier(cfg, nil, log, clk.now, false, stats)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +99,7 @@ func jwtEngine(t *testing.T, iss *jwtIssuer, intro verified.Verifier, clk *testC
 	if intro != nil {
 		v = intro
 	}
-	return newEngine(cfg, v, jv, log, clk.now), log
+	return newEngine(cfg, v, jv, log, clk.now, stats), log
 }
 
 func TestJWTRoutedLocallyWhileIntrospectionIsDown(t *testing.T) {

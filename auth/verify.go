@@ -61,6 +61,7 @@ type verifier struct {
 	negTTL time.Duration
 	now    func() time.Time
 	render func(verified.Token) verdict
+	stats  *counters
 
 	mu       sync.Mutex
 	inflight map[cache.Key]*call
@@ -116,6 +117,7 @@ type router struct {
 	jwt   *jwt.Verifier     // nil unless jwt_verification
 	intro verified.Verifier // nil without introspection_endpoint
 	log   Logger
+	stats *counters
 }
 
 func (r router) Verify(ctx context.Context, token string) (verified.Token, error) {
@@ -123,7 +125,11 @@ func (r router) Verify(ctx context.Context, token string) (verified.Token, error
 	if r.jwt != nil {
 		route := r.jwt.Route(token)
 		if route.Local() {
-			return r.jwt.Verify(ctx, token)
+			res, err := r.jwt.Verify(ctx, token)
+			if err == nil || invalid(err) {
+				r.stats.jwtVerdicts.Add(1)
+			}
+			return res, err
 		}
 		if r.intro == nil {
 			return verified.Token{}, fmt.Errorf("%w: %s, and no introspection_endpoint is set", introspect.ErrTokenInvalid, route)
@@ -145,11 +151,12 @@ func (r router) Verify(ctx context.Context, token string) (verified.Token, error
 }
 
 // guarded is a verifier behind the circuit breaker: it answers at once while the breaker is open, and
-// tells the breaker how each request went.
+// tells the breaker and the request counts how each request went.
 type guarded struct {
 	next    verified.Verifier
 	breaker *breaker
 	log     Logger
+	stats   *counters
 	// misconfigured is set once the IdP refused the broker's credentials or endpoint, so that this is
 	// logged loudly once, not at every CONNECT; an answer from the IdP clears it.
 	misconfigured atomic.Bool
@@ -159,16 +166,20 @@ func (g *guarded) Verify(ctx context.Context, token string) (verified.Token, err
 	if !g.breaker.allow() {
 		return verified.Token{}, errBreakerOpen
 	}
+	start := time.Now()
 	res, err := g.next.Verify(ctx, token)
-	switch {
-	case errors.Is(err, introspect.ErrMisconfigured):
+	outcome := outcomeOf(err)
+	g.stats.idp[RequestIntrospection][outcome].observe(time.Since(start))
+	switch outcome {
+	case OutcomeMisconfigured:
 		// Not the IdP's health: the breaker would only hide the cause behind "breaker open".
 		if g.misconfigured.CompareAndSwap(false, true) {
 			g.log.Log(LevelError, "the identity provider refuses the broker's own requests ("+err.Error()+
 				"): every token that needs introspection is refused until this is fixed")
 		}
-	case err == nil || errors.Is(err, verified.ErrInvalid):
+	case OutcomeOK, OutcomeTokenRefused:
 		// A refusal is an answer: the IdP is healthy.
+		g.stats.introspectionVerdicts.Add(1)
 		g.breaker.report(true)
 		g.misconfigured.Store(false)
 	default:
@@ -186,6 +197,9 @@ func (v *verifier) held(k cache.Key, token string) (vd verdict, ok bool) {
 	r, ok, err := v.jwt.VerifyHeld(token)
 	if !ok {
 		return verdict{}, false
+	}
+	if err == nil || invalid(err) {
+		v.stats.jwtVerdicts.Add(1)
 	}
 	vd, err = v.record(k, r, err)
 	return vd, err == nil

@@ -72,6 +72,7 @@ func (c *testClock) advance(d time.Duration) {
 var (
 	errDown     = fmt.Errorf("%w: connection refused", introspect.ErrIdPUnavailable)
 	errInactive = fmt.Errorf("%w: inactive", introspect.ErrTokenInvalid)
+	errMisconf  = fmt.Errorf("%w: %w: status 401", introspect.ErrIdPUnavailable, introspect.ErrMisconfigured)
 )
 
 func newTestEngine(t testing.TB, idp verified.Verifier, clk *testClock, opts ...config.Option) (*Engine, *logRecorder) {
@@ -85,7 +86,7 @@ func newTestEngine(t testing.TB, idp verified.Verifier, clk *testClock, opts ...
 		t.Fatal(err)
 	}
 	log := &logRecorder{}
-	return newEngine(cfg, idp, nil, log, clk.now), log
+	return newEngine(cfg, idp, nil, log, clk.now, new(counters)), log
 }
 
 func TestCacheServesRepeats(t *testing.T) {
@@ -282,7 +283,7 @@ func TestStartCompletes(t *testing.T) {
 	for _, c := range got {
 		want := Completion{ClientID: "good", Decision: Decision{Result: Allow, Rename: true, Username: "alice", Introspected: true, Token: cache.KeyOf(token)}}
 		if c.ClientID == "bad" {
-			want = Completion{ClientID: "bad", Decision: Decision{Result: Deny}}
+			want = Completion{ClientID: "bad", Decision: Decision{Result: Deny, reason: ReasonTokenRefused}}
 		}
 		if c != want {
 			t.Errorf("completion %+v, want %+v", c, want)
@@ -377,7 +378,7 @@ func TestCacheMemory(t *testing.T) {
 // BenchmarkCacheHit is the cost of a reconnect with a known token, renamed by template.
 func BenchmarkCacheHit(b *testing.B) {
 	idp := &scriptedIdP{res: verified.Token{Claims: []byte(realisticClaims)}}
-	e, _ := newTestEngine(b, idp, &testClock{t: time.Unix(1_000_000, 0)},
+	e, _ := newTestEngine(b, idp, &testClock{t: time.Unix(1_000_000, 0)}, opt("cache_ttl", "300"),
 		opt("username_replacement", "true"), opt("username_replacement_template", "%%oidc-email%%"))
 	req := Request{ClientID: "device-0042", Username: "device-0042", Password: "eyJhbGciOiJSUzI1NiIsInR5cCI6ImF0K2p3dCJ9.a-token-of-typical-length-0123456789abcdef0123456789"}
 	e.Authenticate(context.Background(), req)

@@ -9,6 +9,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"net/url"
 	"os"
@@ -92,6 +93,12 @@ type Config struct {
 
 	ACL        *acl.Policy // nil unless an acl_* option is set
 	ACLNoMatch Policy      // what a check no rule applies to gets
+
+	// MetricsListen is the ADDR:PORT where Prometheus metrics are served at /metrics; "" serves none.
+	MetricsListen string
+	// SysInterval is how often the same counters are published under $SYS; 0 publishes none. A
+	// plugin cannot read the broker's own sys_interval, so it has its own, with the broker's default.
+	SysInterval time.Duration
 }
 
 // UsernameFromToken reports whether an accepted client's username is bound to its token: replaced
@@ -112,6 +119,9 @@ const (
 	DefaultBreakerFailures  = 5
 	DefaultBreakerCooldown  = 10 * time.Second
 )
+
+// DefaultSysInterval is Mosquitto's own default sys_interval.
+const DefaultSysInterval = 10 * time.Second
 
 // OptionError is a problem with one option; its message starts with the option's name as written in
 // mosquitto.conf so the operator knows which line to fix.
@@ -158,6 +168,8 @@ var options = []struct{ key, help string }{
 	{"acl_topics_claim", "claim (path) listing topic filters the client may publish and subscribe to (default: none)"},
 	{"acl_claim", "claim (path) holding an ACL in EMQX's format (default: none)"},
 	{"acl_no_match", "deny or defer (default deny) when no ACL rule applies"},
+	{"metrics_listen", "ADDR:PORT to serve Prometheus metrics at /metrics, e.g. 127.0.0.1:9883 (default: none)"},
+	{"sys_interval", "seconds between publications of the plugin's counters under $SYS/broker/plugin/oauth2/; 0 turns them off (default 10, like Mosquitto's)"},
 }
 
 // repeatable options may be given more than once; their values are kept in order.
@@ -219,6 +231,8 @@ func Parse(opts []Option) (*Config, error) {
 		NegativeCacheTTL:       p.seconds("negative_cache_ttl", DefaultNegativeCacheTTL, true, time.Hour),
 		BreakerFailures:        p.count("circuit_breaker_failures", DefaultBreakerFailures, 1000),
 		BreakerCooldown:        p.seconds("circuit_breaker_cooldown", DefaultBreakerCooldown, false, time.Hour),
+		MetricsListen:          p.listenAddress("metrics_listen"),
+		SysInterval:            time.Duration(p.count("sys_interval", int(DefaultSysInterval/time.Second), 65535)) * time.Second,
 	}
 	p.reintrospection(c)
 	c.AuthMethod = p.authMethod("introspection_auth_method")
@@ -478,6 +492,23 @@ func (p *parser) reintrospection(c *Config) {
 	}
 }
 
+// listenAddress reads an optional HOST:PORT to listen on. The host is required: metrics tell whoever
+// reads them how the broker's clients fare, so serving them on every interface must be said, as
+// 0.0.0.0 or [::].
+func (p *parser) listenAddress(key string) string {
+	v, ok := p.values[key]
+	if !ok {
+		return ""
+	}
+	host, port, err := net.SplitHostPort(v)
+	n, perr := strconv.Atoi(port)
+	if err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
+		p.fail(key, "%q is not ADDR:PORT, e.g. 127.0.0.1:9883 (0.0.0.0:9883 for every interface)", v)
+		return ""
+	}
+	return v
+}
+
 // url checks that an optional option holds an absolute http(s) URL.
 func (p *parser) url(key string) {
 	v := p.values[key]
@@ -565,6 +596,10 @@ func (c *Config) Summary() string {
 	if c.Introspection() {
 		fmt.Fprintf(&b, " reintrospection_interval=%gs", c.ReintrospectionInterval.Seconds())
 	}
+	if c.MetricsListen != "" {
+		fmt.Fprintf(&b, " metrics_listen=%s", c.MetricsListen)
+	}
+	fmt.Fprintf(&b, " sys_interval=%gs", c.SysInterval.Seconds())
 	return b.String()
 }
 

@@ -48,6 +48,7 @@ func TestDefaults(t *testing.T) {
 		NegativeCacheTTL:       10 * time.Second,
 		BreakerFailures:        5,
 		BreakerCooldown:        10 * time.Second,
+		SysInterval:            10 * time.Second,
 	}
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", *c, want)
@@ -94,6 +95,10 @@ func TestValues(t *testing.T) {
 				return c.ACL != nil && c.ACL.String() == `2 rules, topics claim "topics"` && c.ACLNoMatch == Defer
 			}},
 		{"no acl", base, func(c *Config) bool { return c.ACL == nil && c.ACLNoMatch == Deny }},
+		{"metrics", with(Option{"metrics_listen", "127.0.0.1:9883"}), func(c *Config) bool { return c.MetricsListen == "127.0.0.1:9883" }},
+		{"metrics on IPv6", with(Option{"metrics_listen", "[::1]:9883"}), func(c *Config) bool { return c.MetricsListen == "[::1]:9883" }},
+		{"sys off", with(Option{"sys_interval", "0"}), func(c *Config) bool { return c.SysInterval == 0 }},
+		{"sys every minute", with(Option{"sys_interval", "60"}), func(c *Config) bool { return c.SysInterval == time.Minute }},
 		{"jwt options", jwtOnly(Option{"jwt_audience", " urn:mqtt  urn:iot "}, Option{"jwt_algorithms", "ES256 EdDSA"},
 			Option{"jwt_clock_skew", "0"}, Option{"jwks_endpoint", "https://idp.example/keys"}),
 			func(c *Config) bool {
@@ -165,6 +170,15 @@ func TestErrorsNameTheOption(t *testing.T) {
 		{"bad acl claim path", with(Option{"acl_claim", "a|b"}), "acl_claim"},
 		{"acl_no_match alone", with(Option{"acl_no_match", "defer"}), "acl_no_match"},
 		{"bad acl_no_match", with(Option{"acl_claim", "acl"}, Option{"acl_no_match", "allow"}), "acl_no_match"},
+		{"metrics port only", with(Option{"metrics_listen", ":9883"}), "metrics_listen"},
+		{"metrics without port", with(Option{"metrics_listen", "127.0.0.1"}), "metrics_listen"},
+		{"metrics port 0", with(Option{"metrics_listen", "127.0.0.1:0"}), "metrics_listen"},
+		{"metrics port too high", with(Option{"metrics_listen", "127.0.0.1:65536"}), "metrics_listen"},
+		{"metrics URL", with(Option{"metrics_listen", "http://127.0.0.1:9883/metrics"}), "metrics_listen"},
+		{"empty metrics", with(Option{"metrics_listen", ""}), "metrics_listen"},
+		{"fractional sys interval", with(Option{"sys_interval", "0.5"}), "sys_interval"},
+		{"negative sys interval", with(Option{"sys_interval", "-10"}), "sys_interval"},
+		{"huge sys interval", with(Option{"sys_interval", "65536"}), "sys_interval"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -218,7 +232,7 @@ func TestSummaryMasksSecret(t *testing.T) {
 	if strings.Contains(s, "s3cret") {
 		t.Errorf("summary leaks the secret: %s", s)
 	}
-	for _, want := range []string{"client_id=broker", "timeout=5s", `"group-%%zitadel-role%%"`, "token_verification_error=deny", "reintrospection_interval=0s"} {
+	for _, want := range []string{"client_id=broker", "timeout=5s", `"group-%%zitadel-role%%"`, "token_verification_error=deny", "reintrospection_interval=0s", "sys_interval=10s"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("summary %q lacks %q", s, want)
 		}

@@ -52,6 +52,7 @@ type keySet struct {
 	client  *http.Client
 	now     func() time.Time
 	log     func(warning bool, msg string)
+	fetched func(took time.Duration, err error) // nil: nobody asked
 
 	keys    atomic.Pointer[[]jose.JSONWebKey]
 	fetches atomic.Int64 // attempts, for tests and the fetch log line
@@ -123,12 +124,16 @@ func (s *keySet) start(force bool) (chan struct{}, error) {
 // say) fails the fetch instead of ending the broker.
 func (s *keySet) fetch(ch chan struct{}) {
 	n := s.fetches.Add(1)
+	start := time.Now()
 	var keys []jose.JSONWebKey
 	var src string
 	err := errors.New("jwt: key fetch did not finish")
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%w: internal error reading the key set", ErrKeysUnavailable)
+		}
+		if s.fetched != nil {
+			s.fetched(time.Since(start), err)
 		}
 		s.finish(ch, n, keys, src, err)
 	}()

@@ -59,6 +59,9 @@ type Config struct {
 	TLS *tls.Config
 	// Log receives key fetch outcomes; warning is set for failures. It may be called from any goroutine.
 	Log func(warning bool, msg string)
+	// Fetched, when set, is told of each key set fetch that ended: how long it took, and its error
+	// (nil when the keys held now came from it). It may be called from any goroutine.
+	Fetched func(took time.Duration, err error)
 	// FetchInBackground is for callers on a thread that must not wait, such as Mosquitto 2.0's broker
 	// thread: a token naming a key not held starts a key fetch and is answered at once with
 	// ErrKeysUnavailable (the client's next attempt finds the key), unless no key is held at all yet.
@@ -129,6 +132,7 @@ func New(cfg Config) (*Verifier, error) {
 			client:  &http.Client{Transport: transport, Timeout: cfg.Timeout, CheckRedirect: noDowngrade},
 			now:     now,
 			log:     log,
+			fetched: cfg.Fetched,
 		},
 		stop: func() {},
 	}

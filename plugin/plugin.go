@@ -57,6 +57,7 @@ type instance struct {
 	alarm *wake.Alarm
 	// foreign answers the checks the broker makes on its other threads (2.1's HTTP API).
 	foreign *sessions.Foreign
+	metrics instanceMetrics
 }
 
 // ring makes the next tick do its work and wakes the broker thread for it, once per tick however many
@@ -122,6 +123,15 @@ func goPluginInit(opts *C.struct_mosquitto_opt, count C.int, delayAvailable C.in
 	if len(cfg.EnhancedAuthMethods) > 0 {
 		*extAuth = 1
 	}
+	if err := inst.startMetrics(cfg); err != nil {
+		logLine(auth.LevelError, "configuration error: "+err.Error())
+		inst.machine.Close()
+		engine.Close()
+		if inst.alarm != nil {
+			inst.alarm.Close()
+		}
+		return C.MOSQ_ERR_INVAL
+	}
 	logLine(auth.LevelInfo, "loaded, "+auth.Mode(v21, delay)+": "+cfg.Summary())
 	inst.self = cgo.NewHandle(inst)
 	inst.pin.Pin(inst)
@@ -133,6 +143,7 @@ func goPluginInit(opts *C.struct_mosquitto_opt, count C.int, delayAvailable C.in
 func goPluginCleanup(goInst unsafe.Pointer) {
 	defer recoverTo(nil, 0, "plugin cleanup")
 	inst := (*instance)(goInst)
+	inst.stopMetrics()
 	inst.machine.Close()
 	inst.engine.Close()
 	if inst.alarm != nil {
@@ -234,6 +245,7 @@ func goTick(goInst unsafe.Pointer) (next C.long) {
 	inst := (*instance)(goInst)
 	defer inst.log.Flush(logLine)
 	inst.machine.Tick()
+	inst.publishSys()
 	return next
 }
 

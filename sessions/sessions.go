@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -174,6 +175,32 @@ type Machine struct {
 	attempts   uint64
 	accepted   map[string]admission
 	completion []auth.Completion
+	stats      counters
+}
+
+// counters are what the machine counts for metrics: written on the broker thread, read by a scrape
+// on another goroutine.
+type counters struct {
+	sessions                          atomic.Int64
+	expired, revoked, reauthenticated atomic.Uint64
+}
+
+// Stats is what a machine counted since it started.
+type Stats struct {
+	// Sessions are the admitted clients the machine holds: online, and offline persistent sessions
+	// until their token's exp.
+	Sessions int
+	// Expired are leases that ended at their token's exp (the client kicked, or its rights dropped),
+	// or were found ended at the broker's re-check on SIGHUP; Revoked are clients kicked because a
+	// re-check found their token refused at the IdP; Reauthenticated are leases an MQTT 5
+	// re-authentication renewed.
+	Expired, Revoked, Reauthenticated uint64
+}
+
+// Stats reads what the machine counted. Unlike its other methods, it may be called from any goroutine.
+func (m *Machine) Stats() Stats {
+	return Stats{Sessions: int(m.stats.sessions.Load()), Expired: m.stats.expired.Load(),
+		Revoked: m.stats.revoked.Load(), Reauthenticated: m.stats.reauthenticated.Load()}
 }
 
 // New makes the machine for one plugin instance.
@@ -208,6 +235,7 @@ func (m *Machine) BasicAuth(conn Conn, req auth.Request) Answer {
 	c := conn.Client
 	if s := m.sessions[c]; s != nil && s.clientID == req.ClientID && (s.extended || s.token == cache.KeyOf(req.Password)) {
 		if s.expired(m.now()) {
+			m.stats.expired.Add(1)
 			m.logLease(s, "token expired; refused at the broker's re-check")
 			m.drop(c)
 			return Deny
@@ -333,6 +361,7 @@ func (m *Machine) reauthenticate(s *session, req auth.Request) Answer {
 	// The old token's re-check, in flight or due, must not speak for the new one.
 	m.stopRecheck(s)
 	m.startRechecks(s, req.Password, d)
+	m.stats.reauthenticated.Add(1)
 	m.logLease(s, "re-authenticated")
 	return Allow
 }
@@ -380,6 +409,7 @@ func (m *Machine) admit(c Client, clientID string, secret string, d auth.Decisio
 	s := &session{client: c, clientID: clientID, token: d.Token, rights: d.Session, online: true,
 		lease: slot{index: -1}}
 	m.sessions[c] = s
+	m.stats.sessions.Store(int64(len(m.sessions)))
 	m.byID[clientID] = c
 	m.leases.set(s, d.Expiry)
 	m.startRechecks(s, secret, d)
@@ -465,6 +495,7 @@ func (m *Machine) Tick() {
 	m.armed = time.Time{} // the timer fired, or will be set again below: arm must not skip it
 	now := m.now()
 	for s := m.leases.due(now); s != nil; s = m.leases.due(now) {
+		m.stats.expired.Add(1)
 		switch {
 		case !s.online:
 			m.drop(s.client) // its rights ended with the token; nobody is queueing for it any more
@@ -538,6 +569,7 @@ func (m *Machine) reintrospect(now time.Time) {
 		case !m.recheckable(s, now):
 			m.stopRecheck(s)
 		case r.Revoked:
+			m.stats.revoked.Add(1)
 			m.logClient(auth.LevelNotice, s.clientID, "token no longer valid at the identity provider ("+r.Reason+"); disconnecting")
 			m.kicks = append(m.kicks, kick{s.client, s.clientID})
 			m.stopRecheck(s)
@@ -609,6 +641,7 @@ func (m *Machine) drop(c Client) {
 		return
 	}
 	delete(m.sessions, c)
+	m.stats.sessions.Store(int64(len(m.sessions)))
 	if m.byID[s.clientID] == c {
 		delete(m.byID, s.clientID)
 	}

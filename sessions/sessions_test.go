@@ -768,3 +768,54 @@ func sessionBytes(t *testing.T, opt Options, n, size int) uint64 {
 	runtime.KeepAlive(r)
 	return used / uint64(n)
 }
+
+// What the machine counts for metrics follows its sessions and each kind of lease event.
+func TestStats(t *testing.T) {
+	every := time.Minute
+	for _, tc := range []struct {
+		name string
+		opt  Options
+		run  func(r *rig)
+		want Stats
+	}{
+		{"admitted and gone", Options{}, func(r *rig) {
+			r.token("tok", time.Hour, "")
+			r.auth("a", "dev-a", "tok", true)
+			r.auth("b", "dev-b", "tok", true)
+			r.auth("c", "dev-c", "forged", true)
+			r.m.Disconnect(r.conn("a"), true)
+			r.tick(0)
+		}, Stats{Sessions: 1}},
+		{"expired: kicked online, dropped offline, refused at a re-check", Options{DisconnectOnExpiry: true}, func(r *rig) {
+			r.token("tok", time.Minute, "")
+			r.auth("a", "dev-a", "tok", true)
+			r.auth("b", "dev-b", "tok", false)
+			r.m.Disconnect(r.conn("b"), false)
+			r.auth("c", "dev-c", "tok", true)
+			r.now = r.now.Add(time.Minute)
+			r.auth("c", "dev-c", "tok", true) // the broker's re-check on SIGHUP, before the tick
+			r.tick(0)
+		}, Stats{Sessions: 1, Expired: 3}},
+		{"revoked at a re-check", Options{Reintrospect: every}, func(r *rig) {
+			r.opaque("tok", time.Hour)
+			r.auth("a", "dev", "tok", true)
+			r.tick(every)
+			r.core.answerRechecks(map[string]bool{"tok": true}, nil)
+			r.tick(0)
+		}, Stats{Sessions: 1, Revoked: 1}},
+		{"reauthenticated", Options{}, func(r *rig) {
+			r.token("first", time.Hour, "")
+			r.token("second", time.Hour, "")
+			r.ext("a", "dev", "first")
+			r.ext("a", "dev", "second")
+		}, Stats{Sessions: 1, Reauthenticated: 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, tc.opt)
+			tc.run(r)
+			if got := r.m.Stats(); got != tc.want {
+				t.Errorf("stats %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
