@@ -43,6 +43,18 @@ func (e *Engine) Authorize(s *Session, access acl.Access, topic string, qos byte
 	return Deny
 }
 
+// Holds is until when every answer Authorize gives for s at now stays its answer, as far as time goes:
+// the token's exp for an answer made before it (from exp on every check is denied), and for ever (the
+// zero time) for an answer made at or after exp, or for a session without an exp, or for no session
+// (nil: Defer). Nothing else in s changes; what changes a client's session is the caller's business.
+// The plugin remembers answers in C until then (see the memo in plugin/plugin.c).
+func (s *Session) Holds(now time.Time) time.Time {
+	if s == nil || s.expiry.IsZero() || !now.Before(s.expiry) {
+		return time.Time{}
+	}
+	return s.expiry
+}
+
 // AuthorizesTopics says whether the plugin must register for ACL checks: only when an acl_* option is
 // set, so users of acl_file or dynamic security pay nothing.
 func (e *Engine) AuthorizesTopics() bool { return e.cfg.ACL != nil }

@@ -76,8 +76,35 @@ func TestAuthorize(t *testing.T) {
 	if got := e.Authorize(s, acl.Write, "users/alice/x", 0, false, exp); got != Deny {
 		t.Errorf("at the token's exp: %v, want deny", got)
 	}
+	if got := s.Holds(exp.Add(-time.Nanosecond)); !got.Equal(exp) {
+		t.Errorf("an answer a nanosecond before exp holds until %v, want exp %v", got, exp)
+	}
 	if got := e.Authorize(s, acl.Unsubscribe, "users/alice/x", 0, false, exp); got != Allow {
 		t.Errorf("unsubscribe after exp: %v, want allow", got)
+	}
+}
+
+// An answer holds until the token's exp when made before it, and for ever (zero) otherwise: from exp on
+// every answer is Deny, and without a session or an exp time changes nothing.
+func TestHolds(t *testing.T) {
+	exp := time.Unix(2_000_000, 0)
+	withExp, noExp := &Session{expiry: exp}, &Session{}
+	for _, c := range []struct {
+		name string
+		s    *Session
+		now  time.Time
+		want time.Time
+	}{
+		{"before exp", withExp, exp.Add(-time.Hour), exp},
+		{"a nanosecond before exp", withExp, exp.Add(-time.Nanosecond), exp},
+		{"at exp", withExp, exp, time.Time{}},
+		{"after exp", withExp, exp.Add(time.Hour), time.Time{}},
+		{"no exp", noExp, exp, time.Time{}},
+		{"no session", nil, exp, time.Time{}},
+	} {
+		if got := c.s.Holds(c.now); !got.Equal(c.want) {
+			t.Errorf("%s: holds until %v, want %v", c.name, got, c.want)
+		}
 	}
 }
 

@@ -17,6 +17,7 @@ import "C"
 
 import (
 	"fmt"
+	"math"
 	"runtime"
 	"runtime/cgo"
 	"time"
@@ -265,8 +266,13 @@ func goConnect(goInst unsafe.Pointer, client *C.struct_mosquitto) {
 // (nanoseconds since the Unix epoch, see wall_ns) and allocates nothing. A panic denies, except for
 // UNSUBSCRIBE, which must always succeed.
 //
+// until receives when the answer stops holding, in ns since the Unix epoch: the token's exp for an answer
+// made before it, math.MaxInt64 (never, as far as time goes) otherwise (see sessions.Machine.ACLCheck).
+// It is written only once the answer is made: after a panic it keeps the caller's value, and plugin.c
+// passes 0, which holds for no time.
+//
 //export goACLCheck
-func goACLCheck(goInst unsafe.Pointer, client *C.struct_mosquitto, clientID *C.char, idLen C.size_t, topic *C.char, topicLen C.size_t, access C.int, qos C.uint8_t, retain C.bool, now C.int64_t) (rc C.int) {
+func goACLCheck(goInst unsafe.Pointer, client *C.struct_mosquitto, clientID *C.char, idLen C.size_t, topic *C.char, topicLen C.size_t, access C.int, qos C.uint8_t, retain C.bool, now C.int64_t, until *C.int64_t) (rc C.int) {
 	failRC := C.int(C.MOSQ_ERR_ACL_DENIED)
 	if access == C.MOSQ_ACL_UNSUBSCRIBE {
 		failRC = C.MOSQ_ERR_SUCCESS
@@ -275,8 +281,16 @@ func goACLCheck(goInst unsafe.Pointer, client *C.struct_mosquitto, clientID *C.c
 	inst := (*instance)(goInst)
 	id := unsafe.String((*byte)(unsafe.Pointer(clientID)), int(idLen))
 	t := unsafe.String((*byte)(unsafe.Pointer(topic)), int(topicLen))
-	return aclRC(inst.machine.ACLCheck(sessions.Client(unsafe.Pointer(client)), id, acl.Access(access), t, byte(qos), bool(retain), time.Unix(0, int64(now))))
+	r, holds := inst.machine.ACLCheck(sessions.Client(unsafe.Pointer(client)), id, acl.Access(access), t, byte(qos), bool(retain), time.Unix(0, int64(now)))
+	*until = math.MaxInt64
+	if !holds.IsZero() && holds.Before(maxWall) { // an exp past 2262 does not fit: it is never reached
+		*until = C.int64_t(holds.UnixNano())
+	}
+	return aclRC(r)
 }
+
+// maxWall is the last time goACLCheck's until can express.
+var maxWall = time.Unix(0, math.MaxInt64)
 
 // aclRC maps a result to the codes ACL_CHECK may return: any other code disconnects a publisher.
 func aclRC(r auth.Result) C.int {

@@ -480,12 +480,17 @@ func (m *Machine) Disconnect(c Client, sessionEnds bool) {
 // ACLCheck decides one ACL check made at now from the client's rights, in memory, without allocating.
 // A session made for another client id is not used: an address can be reused by a client this plugin
 // never saw.
-func (m *Machine) ACLCheck(c Client, clientID string, access acl.Access, topic string, qos byte, retain bool, now time.Time) auth.Result {
+//
+// until is when the answer stops holding (zero: never, as far as time goes): the token's exp for an
+// answer made before it (see auth.Session.Holds). It holds only until the machine's next event
+// (BasicAuth, ExtendedAuth, Connect, Disconnect, Tick), the only calls that change sessions; the
+// plugin's memo of answers is invalidated at each.
+func (m *Machine) ACLCheck(c Client, clientID string, access acl.Access, topic string, qos byte, retain bool, now time.Time) (r auth.Result, until time.Time) {
 	var rights *auth.Session
 	if s := m.sessions[c]; s != nil && s.clientID == clientID {
 		rights = s.rights
 	}
-	return m.core.Authorize(rights, access, topic, qos, retain, now)
+	return m.core.Authorize(rights, access, topic, qos, retain, now), rights.Holds(now)
 }
 
 // Tick does what is due on the broker thread: it drops forgotten sessions, kicks clients whose lease
