@@ -491,24 +491,36 @@ func (p *parser) url(key string) {
 }
 
 // secret resolves the client secret from client_secret or client_secret_file, exactly one of which must
-// be given. The file's trailing newline is dropped: secrets written with echo or a text editor have one.
+// be given.
 func (p *parser) secret(c *Config) {
 	switch {
 	case c.ClientSecret != "" && c.ClientSecretFile != "":
 		p.fail("client_secret_file", "give client_secret or client_secret_file, not both")
 	case c.ClientSecretFile != "":
-		b, err := os.ReadFile(c.ClientSecretFile)
+		secret, err := ReadSecretFile(c.ClientSecretFile)
 		if err != nil {
 			p.fail("client_secret_file", "%v", err)
 			return
 		}
-		c.ClientSecret = strings.TrimRight(string(b), "\r\n")
-		if c.ClientSecret == "" {
-			p.fail("client_secret_file", "%s is empty", c.ClientSecretFile)
-		}
+		c.ClientSecret = secret
 	case c.ClientSecret == "":
 		p.fail("client_secret", "required (or client_secret_file)")
 	}
+}
+
+// ReadSecretFile reads a client_secret_file, at start-up and on reload. The trailing newline is
+// dropped: secrets written with echo or a text editor have one. An empty secret is an error. Errors name
+// the file, never its content.
+func ReadSecretFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	secret := strings.TrimRight(string(b), "\r\n")
+	if secret == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return secret, nil
 }
 
 // Summary is the one-line account of the effective configuration logged at start-up. The client secret
