@@ -384,23 +384,30 @@ func TestConnectionRefused(t *testing.T) {
 func TestEchoingServerDoesNotLeak(t *testing.T) {
 	basic := base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(testID) + ":" + url.QueryEscape(testSecret)))
 	for _, echo := range []string{testToken, url.QueryEscape(testSecret), basic} {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		go func() {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer conn.Close()
-			_, _ = conn.Read(make([]byte, 4096))
-			_, _ = conn.Write([]byte(echo + " 200 OK\r\n\r\n"))
-		}()
-		_, err = newTestClient(t, testConfig("http://"+ln.Addr().String())).Verify(context.Background(), testToken)
+		_, err := newTestClient(t, testConfig(echoingServer(t, echo))).Verify(context.Background(), testToken)
 		checkErr(t, err, ErrIdPUnavailable, "malformed HTTP version")
-		ln.Close()
 	}
+}
+
+// echoingServer answers one request with a malformed status line that starts with echo, which
+// net/http quotes in its error, and returns its URL.
+func echoingServer(t *testing.T, echo string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, _ = conn.Read(make([]byte, 4096))
+		_, _ = conn.Write([]byte(echo + " 200 OK\r\n\r\n"))
+	}()
+	return "http://" + ln.Addr().String()
 }
 
 func TestTLS(t *testing.T) {
@@ -532,25 +539,11 @@ func TestSetSecret(t *testing.T) {
 		})
 	}
 	t.Run("redacted", func(t *testing.T) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		go func() {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer conn.Close()
-			_, _ = conn.Read(make([]byte, 4096))
-			_, _ = conn.Write([]byte(url.QueryEscape(newSecret) + " 200 OK\r\n\r\n"))
-		}()
-		c := newTestClient(t, testConfig("http://"+ln.Addr().String()))
+		c := newTestClient(t, testConfig(echoingServer(t, url.QueryEscape(newSecret))))
 		if err := c.SetSecret(newSecret); err != nil {
 			t.Fatal(err)
 		}
-		_, err = c.Verify(context.Background(), testToken)
+		_, err := c.Verify(context.Background(), testToken)
 		if err == nil || strings.Contains(err.Error(), url.QueryEscape(newSecret)) || !strings.Contains(err.Error(), "[redacted]") {
 			t.Errorf("error = %v, want the new secret redacted", err)
 		}
