@@ -410,6 +410,8 @@ func echoingServer(t *testing.T, echo string) string {
 	return "http://" + ln.Addr().String()
 }
 
+// Which certificates are trusted, at New and after SetRootCAs: a CA set in its place is trusted from the
+// next request on, and one taken out is not, on the connection kept from before either.
 func TestTLS(t *testing.T) {
 	srv := httptest.NewUnstartedServer(jsonReply(200, `{"active":true}`))
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // expected handshake failures
@@ -417,21 +419,32 @@ func TestTLS(t *testing.T) {
 	defer srv.Close()
 	pool := x509.NewCertPool()
 	pool.AddCert(srv.Certificate())
+	other := x509.NewCertPool() // trusts nothing the server has
 	cases := []struct {
-		name   string
-		modify func(*Config)
-		want   error
+		name     string
+		modify   func(*Config)
+		want     error
+		set      *x509.CertPool // given to SetRootCAs after the first request, when not nil
+		wantThen error
 	}{
-		{"untrusted cert", func(*Config) {}, ErrIdPUnavailable},
-		{"trusted via RootCAs", func(c *Config) { c.RootCAs = pool }, nil},
-		{"verification disabled", func(c *Config) { c.TLSVerify = false }, nil},
+		{"untrusted cert", func(*Config) {}, ErrIdPUnavailable, nil, nil},
+		{"trusted via RootCAs", func(c *Config) { c.RootCAs = pool }, nil, nil, nil},
+		{"verification disabled", func(c *Config) { c.TLSVerify = false }, nil, nil, nil},
+		{"a CA set is trusted", func(c *Config) { c.RootCAs = other }, ErrIdPUnavailable, pool, nil},
+		{"a CA taken out is not", func(c *Config) { c.RootCAs = pool }, nil, other, ErrIdPUnavailable},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(srv.URL)
 			tc.modify(&cfg)
-			_, err := newTestClient(t, cfg).Verify(context.Background(), testToken)
+			c := newTestClient(t, cfg)
+			_, err := c.Verify(context.Background(), testToken)
 			checkErr(t, err, tc.want, "certificate")
+			if tc.set != nil {
+				c.SetRootCAs(tc.set)
+				_, err = c.Verify(context.Background(), testToken)
+				checkErr(t, err, tc.wantThen, "certificate")
+			}
 		})
 	}
 }
@@ -548,39 +561,6 @@ func TestSetSecret(t *testing.T) {
 			t.Errorf("error = %v, want the new secret redacted", err)
 		}
 	})
-}
-
-// SetRootCAs decides which certificates new connections trust, and a kept connection verified against
-// the old CAs is not used again.
-func TestSetRootCAs(t *testing.T) {
-	srv := httptest.NewUnstartedServer(jsonReply(200, `{"active":true}`))
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // expected handshake failures
-	srv.StartTLS()
-	defer srv.Close()
-	trusted := x509.NewCertPool()
-	trusted.AddCert(srv.Certificate())
-	other := x509.NewCertPool() // trusts nothing the server has
-	cases := []struct {
-		name          string
-		before, after *x509.CertPool
-		wantBefore    error
-		wantAfter     error
-	}{
-		{"a CA added is trusted", other, trusted, ErrIdPUnavailable, nil},
-		{"a CA removed is not, kept connection or not", trusted, other, nil, ErrIdPUnavailable},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			cfg := testConfig(srv.URL)
-			cfg.RootCAs = tc.before
-			c := newTestClient(t, cfg)
-			_, err := c.Verify(context.Background(), testToken)
-			checkErr(t, err, tc.wantBefore, "certificate")
-			c.SetRootCAs(tc.after)
-			_, err = c.Verify(context.Background(), testToken)
-			checkErr(t, err, tc.wantAfter, "certificate")
-		})
-	}
 }
 
 // Requests run while the secret and the CAs are replaced: each is made with one set or the other.
