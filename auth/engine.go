@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"time"
@@ -80,6 +81,9 @@ type Engine struct {
 	cfg *config.Config
 	log Logger
 	v   *verifier
+	// client is the introspection client, whose secret and CAs Reload replaces; nil without
+	// introspection_endpoint.
+	client *introspect.Client
 	async
 	rechecks rechecks
 	stats    *counters
@@ -97,16 +101,17 @@ func New(cfg *config.Config, log Logger, blockingIO bool) (*Engine, error) {
 	}
 	var roots *x509.CertPool
 	if cfg.CAFile != "" {
-		pool, err := loadCAFile(cfg.CAFile)
+		pool, _, err := loadCAFile(cfg.CAFile)
 		if err != nil {
 			return nil, &config.OptionError{Key: "ca_file", Err: err}
 		}
 		roots = pool
 	}
+	var client *introspect.Client
 	var intro verified.Verifier
 	if cfg.Introspection() {
-		client, err := newIntrospector(cfg, roots, blockingIO)
-		if err != nil {
+		var err error
+		if client, err = newIntrospector(cfg, roots, blockingIO); err != nil {
 			return nil, err
 		}
 		intro = client
@@ -120,7 +125,9 @@ func New(cfg *config.Config, log Logger, blockingIO bool) (*Engine, error) {
 		}
 		jv.Start()
 	}
-	return newEngine(cfg, intro, jv, log, time.Now, stats), nil
+	e := newEngine(cfg, intro, jv, log, time.Now, stats)
+	e.client = client
+	return e, nil
 }
 
 func newIntrospector(cfg *config.Config, roots *x509.CertPool, blockingIO bool) (*introspect.Client, error) {
@@ -155,7 +162,7 @@ func newJWTVerifier(cfg *config.Config, roots *x509.CertPool, log Logger, now fu
 		Timeout:           cfg.Timeout,
 		Now:               now,
 		FetchInBackground: onBrokerThread,
-		TLS:               &tls.Config{RootCAs: roots, InsecureSkipVerify: !cfg.TLSVerification, MinVersion: tls.VersionTLS12},
+		TLS:               keyFetchTLS(cfg, roots),
 		Log: func(warning bool, msg string) {
 			level := LevelInfo
 			if warning {
@@ -169,6 +176,11 @@ func newJWTVerifier(cfg *config.Config, roots *x509.CertPool, log Logger, now fu
 		return nil, &config.OptionError{Key: "jwt_verification", Err: err} // the options were checked: unexpected
 	}
 	return jv, nil
+}
+
+// keyFetchTLS is the TLS configuration of key fetches, which trust the CAs introspection trusts.
+func keyFetchTLS(cfg *config.Config, roots *x509.CertPool) *tls.Config {
+	return &tls.Config{RootCAs: roots, InsecureSkipVerify: !cfg.TLSVerification, MinVersion: tls.VersionTLS12}
 }
 
 func newEngine(cfg *config.Config, intro verified.Verifier, jv *jwt.Verifier, log Logger, now func() time.Time, stats *counters) *Engine {
@@ -201,18 +213,33 @@ func newEngine(cfg *config.Config, intro verified.Verifier, jv *jwt.Verifier, lo
 	return e
 }
 
-// loadCAFile reads a PEM bundle. Only these CAs are trusted for the identity provider, not the system's
-// as well: an operator who names a CA means that one.
-func loadCAFile(path string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(path)
+// loadCAFile reads a PEM bundle and says how many certificates it holds. Only these CAs are trusted for
+// the identity provider, not the system's as well: an operator who names a CA means that one. As with
+// x509.CertPool.AppendCertsFromPEM, blocks that are not certificates, or do not parse, are skipped.
+func loadCAFile(path string) (*x509.CertPool, int, error) {
+	rest, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	n := 0
+	for len(rest) > 0 {
+		var block *pem.Block
+		if block, rest = pem.Decode(rest); block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" || len(block.Headers) != 0 {
+			continue
+		}
+		if cert, err := x509.ParseCertificate(block.Bytes); err == nil {
+			pool.AddCert(cert)
+			n++
+		}
 	}
-	return pool, nil
+	if n == 0 {
+		return nil, 0, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return pool, n, nil
 }
 
 // Authenticate decides one CONNECT. On Mosquitto 2.0 it runs on the broker thread, so it stays within

@@ -24,35 +24,48 @@ import (
 // jwtIssuer is a test issuer: an ES256 key, published with discovery by an httptest server.
 type jwtIssuer struct {
 	srv     *httptest.Server
+	key     *ecdsa.PrivateKey
 	signer  jose.Signer
 	fetches atomic.Int64
 }
 
 func newJWTIssuer(t *testing.T) *jwtIssuer {
 	t.Helper()
+	iss := newSigningIssuer(t)
+	iss.srv = httptest.NewServer(iss.publish(http.NotFound))
+	t.Cleanup(iss.srv.Close)
+	return iss
+}
+
+// newSigningIssuer makes the issuer's key; its server is the caller's to start, with publish.
+func newSigningIssuer(t *testing.T) *jwtIssuer {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	iss := &jwtIssuer{}
+	iss := &jwtIssuer{key: key}
 	iss.signer, err = jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "k1"}},
 		(&jose.SignerOptions{}).WithType("at+jwt"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	iss.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return iss
+}
+
+// publish serves discovery and the key set, and hands other paths to next.
+func (iss *jwtIssuer) publish(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/.well-known/openid-configuration":
 			json.NewEncoder(w).Encode(map[string]string{"issuer": iss.srv.URL, "jwks_uri": iss.srv.URL + "/jwks"})
 		case "/jwks":
 			iss.fetches.Add(1)
-			json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
+			json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &iss.key.PublicKey, KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
 		default:
-			http.NotFound(w, r)
+			next(w, r)
 		}
-	}))
-	t.Cleanup(iss.srv.Close)
-	return iss
+	}
 }
 
 func (iss *jwtIssuer) token(t *testing.T, exp time.Time, extra string) string {

@@ -35,6 +35,10 @@ type Transport struct {
 
 	mu   sync.Mutex
 	idle []*conn
+	// closeIdle: CloseIdleConnections was called and no request has come since, so a connection that
+	// falls idle is closed rather than kept (as net/http does): a transport a caller has replaced
+	// keeps none of the connections its last requests still held.
+	closeIdle bool
 }
 
 // maxIdle bounds kept connections: one broker thread uses one at a time.
@@ -140,6 +144,7 @@ func (t *Transport) exchange(conn *conn, req *http.Request, deadline time.Time) 
 func (t *Transport) get(req *http.Request, deadline time.Time) (*conn, bool, error) {
 	for {
 		t.mu.Lock()
+		t.closeIdle = false
 		n := len(t.idle)
 		if n == 0 {
 			t.mu.Unlock()
@@ -188,7 +193,7 @@ func (t *Transport) get(req *http.Request, deadline time.Time) (*conn, bool, err
 func (t *Transport) put(c *conn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.idle) >= maxIdle || c.br.Buffered() > 0 {
+	if t.closeIdle || len(t.idle) >= maxIdle || c.br.Buffered() > 0 {
 		c.Close()
 		return
 	}
@@ -196,10 +201,12 @@ func (t *Transport) put(c *conn) {
 	t.idle = append(t.idle, c)
 }
 
-// CloseIdleConnections closes the kept connections.
+// CloseIdleConnections closes the kept connections, and those of requests under way as they end,
+// until the next request.
 func (t *Transport) CloseIdleConnections() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.closeIdle = true
 	for _, c := range t.idle {
 		c.Close()
 	}

@@ -550,6 +550,44 @@ func TestReusesLiveConnections(t *testing.T) {
 	}
 }
 
+// TestClosesConnectionsInUseAfterCloseIdle: a connection still answering when the caller closes the
+// idle ones is closed once its answer is read, not kept, as with net/http, so a transport the caller
+// has replaced keeps nothing; a request after that keeps its connection again.
+func TestClosesConnectionsInUseAfterCloseIdle(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			var conns atomic.Int32
+			srv := httptest.NewUnstartedServer(jsonReply(200, activeBody))
+			srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+				if s == http.StateNew {
+					conns.Add(1)
+				}
+			}
+			srv.Start()
+			defer srv.Close()
+			rt := newTransport(t, tr)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, strings.NewReader(testForm))
+			resp, err := rt.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rt.(interface{ CloseIdleConnections() }).CloseIdleConnections()
+			_, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for range 2 {
+				if got := post(t, rt, srv.URL, testForm, 2*time.Second); got != "200 "+activeBody {
+					t.Fatal(got)
+				}
+			}
+			if n := conns.Load(); n != 2 {
+				t.Errorf("%d connections for 3 requests, want 2 (the first not kept, the second kept)", n)
+			}
+		})
+	}
+}
+
 // fuzzAnswer decodes one answer from the front of data, one byte per choice (missing bytes choose 0):
 // the status line, a 100 Continue or not, the content type, a Connection header, one more header, the
 // body, its framing, where the server cuts the connection, a delay, and an idle close. Left out: trickles

@@ -138,10 +138,10 @@ var options = []struct{ key, help string }{
 	{"introspection_endpoint", "URL of the RFC 7662 introspection endpoint (required unless jwt_verification is true)"},
 	{"client_id", "client id used to authenticate to the introspection endpoint (required with introspection_endpoint)"},
 	{"client_secret", "client secret for the introspection endpoint (this or client_secret_file is required with introspection_endpoint)"},
-	{"client_secret_file", "file holding the client secret, e.g. a Docker or Kubernetes secret"},
+	{"client_secret_file", "file holding the client secret, e.g. a Docker or Kubernetes secret; re-read on SIGHUP"},
 	{"introspection_auth_method", "client_secret_basic (default) or client_secret_post"},
 	{"tls_verification", "verify the identity provider's TLS certificate: true (default) or false"},
-	{"ca_file", "PEM bundle of CA certificates to trust for the identity provider (default: system roots)"},
+	{"ca_file", "PEM bundle of CA certificates to trust for the identity provider, re-read on SIGHUP (default: system roots)"},
 	{"timeout", "seconds to wait for the identity provider, fractions allowed (default 5)"},
 	{"username_validation", "check the MQTT username against username_validation_template: true or false (default false)"},
 	{"username_validation_template", "template the MQTT username must equal"},
@@ -522,24 +522,36 @@ func (p *parser) url(key string) {
 }
 
 // secret resolves the client secret from client_secret or client_secret_file, exactly one of which must
-// be given. The file's trailing newline is dropped: secrets written with echo or a text editor have one.
+// be given.
 func (p *parser) secret(c *Config) {
 	switch {
 	case c.ClientSecret != "" && c.ClientSecretFile != "":
 		p.fail("client_secret_file", "give client_secret or client_secret_file, not both")
 	case c.ClientSecretFile != "":
-		b, err := os.ReadFile(c.ClientSecretFile)
+		secret, err := ReadSecretFile(c.ClientSecretFile)
 		if err != nil {
 			p.fail("client_secret_file", "%v", err)
 			return
 		}
-		c.ClientSecret = strings.TrimRight(string(b), "\r\n")
-		if c.ClientSecret == "" {
-			p.fail("client_secret_file", "%s is empty", c.ClientSecretFile)
-		}
+		c.ClientSecret = secret
 	case c.ClientSecret == "":
 		p.fail("client_secret", "required (or client_secret_file)")
 	}
+}
+
+// ReadSecretFile reads a client_secret_file, at start-up and on reload. The trailing newline is
+// dropped: secrets written with echo or a text editor have one. An empty secret is an error. Errors name
+// the file, never its content.
+func ReadSecretFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	secret := strings.TrimRight(string(b), "\r\n")
+	if secret == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return secret, nil
 }
 
 // Summary is the one-line account of the effective configuration logged at start-up. The client secret

@@ -223,6 +223,51 @@ func TestSecretFile(t *testing.T) {
 	}
 }
 
+// ReadSecretFile, at start-up and on reload: the secret without its line ending, or an error that names
+// the file and never holds what is in it.
+func TestReadSecretFile(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		name, content string // content "" with name "missing": no file
+		want, err     string
+	}{
+		{"plain", "s3cret", "s3cret", ""},
+		{"newline", "s3cret\n", "s3cret", ""},
+		{"CRLF", "s3cret\r\n", "s3cret", ""},
+		{"inner space kept", " s3 cret \n", " s3 cret ", ""},
+		{"empty", "", "", "is empty"},
+		{"only a newline", "\n", "", "is empty"},
+		{"missing", "", "", "no such file"},
+		{"a directory", "", "", "is a directory"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, tc.name)
+			switch tc.name {
+			case "missing":
+			case "a directory":
+				if err := os.Mkdir(path, 0o700); err != nil {
+					t.Fatal(err)
+				}
+			default:
+				if err := os.WriteFile(path, []byte(tc.content), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := ReadSecretFile(path)
+			if tc.err == "" {
+				if err != nil || got != tc.want {
+					t.Errorf("got %q, %v; want %q", got, err, tc.want)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.err) || !strings.Contains(err.Error(), path) {
+				t.Errorf("error %v, want one naming %s and saying %q", err, path, tc.err)
+			}
+		})
+	}
+}
+
 func TestSummaryMasksSecret(t *testing.T) {
 	c, err := Parse(with(Option{"username_replacement", "true"}, Option{"username_replacement_template", "group-%%zitadel-role%%"}))
 	if err != nil {

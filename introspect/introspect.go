@@ -29,6 +29,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -135,16 +136,29 @@ type Config struct {
 
 // Client introspects tokens against one endpoint. It is safe for concurrent
 // use and reuses connections, so create one and share it.
+//
+// Its secret and trusted CAs can be replaced while requests run (SetSecret,
+// SetRootCAs): each request reads them once, when it starts, so it is made
+// wholly with the old values or wholly with the new.
 type Client struct {
-	http       *http.Client
-	endpoint   string
+	http      atomic.Pointer[http.Client]
+	creds     atomic.Pointer[credentials]
+	endpoint  string
+	clientID  string
+	method    AuthMethod
+	tlsVerify bool
+	blocking  bool // requests run on package blockinghttp's transport (see Config.BlockingIO)
+	timeout   time.Duration
+	maxBody   int64
+	leeway    time.Duration
+	now       func() time.Time
+}
+
+// credentials are the forms the client id and secret are sent in, and those to redact from errors.
+type credentials struct {
 	authHeader string   // Authorization value for ClientSecretBasic, else ""
 	formSuffix string   // form fields following token=...
 	secrets    []string // forms of the client credentials to redact from errors
-	timeout    time.Duration
-	maxBody    int64
-	leeway     time.Duration
-	now        func() time.Time
 }
 
 // New validates cfg and returns a Client. Its errors describe the
@@ -173,15 +187,20 @@ func New(cfg Config) (*Client, error) {
 		return nil, errors.New("introspect: max body bytes must not be negative")
 	case cfg.Leeway < 0:
 		return nil, errors.New("introspect: leeway must not be negative")
+	case cfg.AuthMethod != ClientSecretBasic && cfg.AuthMethod != ClientSecretPost:
+		return nil, fmt.Errorf("introspect: unknown auth method %d", cfg.AuthMethod)
 	}
 
 	c := &Client{
-		endpoint:   u.String(),
-		formSuffix: "&token_type_hint=access_token",
-		timeout:    cfg.Timeout,
-		maxBody:    cfg.MaxBodyBytes,
-		leeway:     cfg.Leeway,
-		now:        cfg.Now,
+		endpoint:  u.String(),
+		clientID:  cfg.ClientID,
+		method:    cfg.AuthMethod,
+		tlsVerify: cfg.TLSVerify,
+		blocking:  cfg.BlockingIO && !proxied(u),
+		timeout:   cfg.Timeout,
+		maxBody:   cfg.MaxBodyBytes,
+		leeway:    cfg.Leeway,
+		now:       cfg.Now,
 	}
 	if c.maxBody == 0 {
 		c.maxBody = DefaultMaxBodyBytes
@@ -189,22 +208,32 @@ func New(cfg Config) (*Client, error) {
 	if c.now == nil {
 		c.now = time.Now
 	}
-	switch cfg.AuthMethod {
+	c.creds.Store(c.credentialsFor(cfg.ClientSecret))
+	c.http.Store(c.newHTTP(cfg.RootCAs))
+	return c, nil
+}
+
+// credentialsFor encodes the client id and secret for the configured method.
+func (c *Client) credentialsFor(secret string) *credentials {
+	cr := &credentials{formSuffix: "&token_type_hint=access_token"}
+	switch c.method {
 	case ClientSecretBasic:
 		// Not req.SetBasicAuth: RFC 6749 §2.3.1 wants both parts
 		// form-url-encoded first, so a ':' in the id stays unambiguous.
-		creds := url.QueryEscape(cfg.ClientID) + ":" + url.QueryEscape(cfg.ClientSecret)
+		creds := url.QueryEscape(c.clientID) + ":" + url.QueryEscape(secret)
 		encoded := base64.StdEncoding.EncodeToString([]byte(creds))
-		c.authHeader = "Basic " + encoded
-		c.secrets = append(c.secrets, encoded)
+		cr.authHeader = "Basic " + encoded
+		cr.secrets = append(cr.secrets, encoded)
 	case ClientSecretPost:
-		c.formSuffix += "&client_id=" + url.QueryEscape(cfg.ClientID) +
-			"&client_secret=" + url.QueryEscape(cfg.ClientSecret)
-	default:
-		return nil, fmt.Errorf("introspect: unknown auth method %d", cfg.AuthMethod)
+		cr.formSuffix += "&client_id=" + url.QueryEscape(c.clientID) +
+			"&client_secret=" + url.QueryEscape(secret)
 	}
-	c.secrets = append(c.secrets, secretForms(cfg.ClientSecret)...)
+	cr.secrets = append(cr.secrets, secretForms(secret)...)
+	return cr
+}
 
+// newHTTP builds the HTTP client that trusts roots (nil: the system's).
+func (c *Client) newHTTP(roots *x509.CertPool) *http.Client {
 	transport := &http.Transport{
 		Proxy:       http.ProxyFromEnvironment,
 		DialContext: (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext,
@@ -213,26 +242,42 @@ func New(cfg Config) (*Client, error) {
 		MaxIdleConns:           maxIdleConns,
 		MaxIdleConnsPerHost:    maxIdleConns,
 		IdleConnTimeout:        idleConnTimeout,
-		TLSHandshakeTimeout:    cfg.Timeout,
+		TLSHandshakeTimeout:    c.timeout,
 		MaxResponseHeaderBytes: maxResponseHeaderBytes,
 		TLSClientConfig: &tls.Config{
 			MinVersion: tls.VersionTLS12,
-			RootCAs:    cfg.RootCAs,
+			RootCAs:    roots,
 			// Operator's explicit choice; see Config.TLSVerify.
-			InsecureSkipVerify: !cfg.TLSVerify, //nolint:gosec
+			InsecureSkipVerify: !c.tlsVerify, //nolint:gosec
 		},
 	}
 	var rt http.RoundTripper = transport
-	if cfg.BlockingIO && !proxied(u) {
+	if c.blocking {
 		rt = blockingTransport(transport)
 	}
-	c.http = &http.Client{
+	return &http.Client{
 		Transport: rt,
 		// A redirect could carry the token elsewhere and costs another
 		// round trip; the endpoint is configured, so a 3xx is a failure.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	return c, nil
+}
+
+// SetSecret makes the next requests authenticate with secret, for a client secret rotated at the
+// identity provider. Requests already under way finish with the old one.
+func (c *Client) SetSecret(secret string) error {
+	if secret == "" {
+		return errors.New("introspect: client secret is required")
+	}
+	c.creds.Store(c.credentialsFor(secret))
+	return nil
+}
+
+// SetRootCAs makes the next connections trust roots (nil: the system's) instead of the CAs in use.
+// Requests under way finish on their connections; kept connections are closed as they fall idle, so
+// none verified against the old CAs is used again.
+func (c *Client) SetRootCAs(roots *x509.CertPool) {
+	c.http.Swap(c.newHTTP(roots)).CloseIdleConnections()
 }
 
 // proxied says whether the environment sends requests for u through a proxy.
@@ -245,7 +290,7 @@ func proxied(u *url.URL) bool {
 const maxResponseHeaderBytes = 64 << 10
 
 // CloseIdleConnections closes kept-alive connections, e.g. on plugin cleanup.
-func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
+func (c *Client) CloseIdleConnections() { c.http.Load().CloseIdleConnections() }
 
 // Verify asks the identity provider about token. It returns within
 // Config.Timeout or ctx's deadline, whichever is earlier. The answer's claims
@@ -258,27 +303,28 @@ func (c *Client) Verify(ctx context.Context, token string) (verified.Token, erro
 	reqCtx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 
-	form := "token=" + url.QueryEscape(token) + c.formSuffix
+	cr := c.creds.Load()
+	form := "token=" + url.QueryEscape(token) + cr.formSuffix
 	req, err := http.NewRequestWithContext(reqCtx, http.MethodPost, c.endpoint, strings.NewReader(form))
 	if err != nil {
 		return verified.Token{}, fmt.Errorf("%w: building request: %v", ErrIdPUnavailable, err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
-	if c.authHeader != "" {
-		req.Header.Set("Authorization", c.authHeader)
+	if cr.authHeader != "" {
+		req.Header.Set("Authorization", cr.authHeader)
 	}
 	// Asking about a token twice is harmless. Marked so (the nil value is not sent), net/http sends the
 	// request again when a kept connection turns out closed after it was written, as it would a GET.
 	req.Header["Idempotency-Key"] = nil
 
-	resp, err := c.http.Do(req)
+	resp, err := c.http.Load().Do(req)
 	if err != nil {
-		return verified.Token{}, c.transportError(ctx, reqCtx, err, token)
+		return verified.Token{}, c.transportError(ctx, reqCtx, err, cr, token)
 	}
 	defer drainAndClose(resp.Body)
 
-	body, err := c.readBody(ctx, reqCtx, resp, token)
+	body, err := c.readBody(ctx, reqCtx, resp, cr, token)
 	if err != nil {
 		return verified.Token{}, err
 	}
@@ -286,9 +332,9 @@ func (c *Client) Verify(ctx context.Context, token string) (verified.Token, erro
 }
 
 // readBody checks status and content type and reads at most maxBody bytes.
-func (c *Client) readBody(ctx, reqCtx context.Context, resp *http.Response, token string) ([]byte, error) {
+func (c *Client) readBody(ctx, reqCtx context.Context, resp *http.Response, cr *credentials, token string) ([]byte, error) {
 	if resp.StatusCode != http.StatusOK {
-		return nil, statusError(resp, c.redact(resp.Header.Get("Location"), token))
+		return nil, statusError(resp, cr.redact(resp.Header.Get("Location"), token))
 	}
 	// RFC 7662 §2.2 mandates application/json; anything else is likely an
 	// error page. The value is not quoted: the server chose it.
@@ -300,7 +346,7 @@ func (c *Client) readBody(ctx, reqCtx context.Context, resp *http.Response, toke
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
 	if err != nil {
-		return nil, c.transportError(ctx, reqCtx, err, token)
+		return nil, c.transportError(ctx, reqCtx, err, cr, token)
 	}
 	if int64(len(body)) > c.maxBody {
 		return nil, fmt.Errorf("%w: response exceeds %d bytes", ErrIdPUnavailable, c.maxBody)
@@ -370,7 +416,7 @@ func oauthError(body io.Reader) string {
 // request body is never part of net/http errors, but some quote what the
 // server sent (a malformed status line, HTTP/2 GOAWAY debug data), so the
 // token and the secret are redacted in case a server echoed them.
-func (c *Client) transportError(ctx, reqCtx context.Context, err error, token string) error {
+func (c *Client) transportError(ctx, reqCtx context.Context, err error, cr *credentials, token string) error {
 	switch {
 	case ctx.Err() != nil:
 		return fmt.Errorf("%w: %v", ErrIdPUnavailable, ctx.Err())
@@ -389,13 +435,13 @@ func (c *Client) transportError(ctx, reqCtx context.Context, err error, token st
 	if ue := (*url.Error)(nil); errors.As(err, &ue) {
 		err = ue.Err
 	}
-	return fmt.Errorf("%w: %s", ErrIdPUnavailable, c.redact(err.Error(), token))
+	return fmt.Errorf("%w: %s", ErrIdPUnavailable, cr.redact(err.Error(), token))
 }
 
-// redact takes the token and the client secret, in each form they may be written in, out of msg: a
-// text the identity provider influenced, which might echo them.
-func (c *Client) redact(msg, token string) string {
-	for _, s := range append(secretForms(token), c.secrets...) {
+// redact takes the token and the client secret the request was sent with, in each form they may be
+// written in, out of msg: a text the identity provider influenced, which might echo them.
+func (cr *credentials) redact(msg, token string) string {
+	for _, s := range append(secretForms(token), cr.secrets...) {
 		if s != "" {
 			msg = strings.ReplaceAll(msg, s, "[redacted]")
 		}

@@ -384,25 +384,34 @@ func TestConnectionRefused(t *testing.T) {
 func TestEchoingServerDoesNotLeak(t *testing.T) {
 	basic := base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(testID) + ":" + url.QueryEscape(testSecret)))
 	for _, echo := range []string{testToken, url.QueryEscape(testSecret), basic} {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		go func() {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer conn.Close()
-			_, _ = conn.Read(make([]byte, 4096))
-			_, _ = conn.Write([]byte(echo + " 200 OK\r\n\r\n"))
-		}()
-		_, err = newTestClient(t, testConfig("http://"+ln.Addr().String())).Verify(context.Background(), testToken)
+		_, err := newTestClient(t, testConfig(echoingServer(t, echo))).Verify(context.Background(), testToken)
 		checkErr(t, err, ErrIdPUnavailable, "malformed HTTP version")
-		ln.Close()
 	}
 }
 
+// echoingServer answers one request with a malformed status line that starts with echo, which
+// net/http quotes in its error, and returns its URL.
+func echoingServer(t *testing.T, echo string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, _ = conn.Read(make([]byte, 4096))
+		_, _ = conn.Write([]byte(echo + " 200 OK\r\n\r\n"))
+	}()
+	return "http://" + ln.Addr().String()
+}
+
+// Which certificates are trusted, at New and after SetRootCAs: a CA set in its place is trusted from the
+// next request on, and one taken out is not, on the connection kept from before either.
 func TestTLS(t *testing.T) {
 	srv := httptest.NewUnstartedServer(jsonReply(200, `{"active":true}`))
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // expected handshake failures
@@ -410,21 +419,32 @@ func TestTLS(t *testing.T) {
 	defer srv.Close()
 	pool := x509.NewCertPool()
 	pool.AddCert(srv.Certificate())
+	other := x509.NewCertPool() // trusts nothing the server has
 	cases := []struct {
-		name   string
-		modify func(*Config)
-		want   error
+		name     string
+		modify   func(*Config)
+		want     error
+		set      *x509.CertPool // given to SetRootCAs after the first request, when not nil
+		wantThen error
 	}{
-		{"untrusted cert", func(*Config) {}, ErrIdPUnavailable},
-		{"trusted via RootCAs", func(c *Config) { c.RootCAs = pool }, nil},
-		{"verification disabled", func(c *Config) { c.TLSVerify = false }, nil},
+		{"untrusted cert", func(*Config) {}, ErrIdPUnavailable, nil, nil},
+		{"trusted via RootCAs", func(c *Config) { c.RootCAs = pool }, nil, nil, nil},
+		{"verification disabled", func(c *Config) { c.TLSVerify = false }, nil, nil, nil},
+		{"a CA set is trusted", func(c *Config) { c.RootCAs = other }, ErrIdPUnavailable, pool, nil},
+		{"a CA taken out is not", func(c *Config) { c.RootCAs = pool }, nil, other, ErrIdPUnavailable},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(srv.URL)
 			tc.modify(&cfg)
-			_, err := newTestClient(t, cfg).Verify(context.Background(), testToken)
+			c := newTestClient(t, cfg)
+			_, err := c.Verify(context.Background(), testToken)
 			checkErr(t, err, tc.want, "certificate")
+			if tc.set != nil {
+				c.SetRootCAs(tc.set)
+				_, err = c.Verify(context.Background(), testToken)
+				checkErr(t, err, tc.wantThen, "certificate")
+			}
 		})
 	}
 }
@@ -473,6 +493,107 @@ func TestConcurrent(t *testing.T) {
 				t.Errorf("%s: claims %s, err %v", tok, res.Claims, err)
 			}
 		})
+	}
+	wg.Wait()
+}
+
+// secretOf returns the client secret a request carries, by either method.
+func secretOf(r *http.Request) string {
+	if _, secret, ok := r.BasicAuth(); ok {
+		s, _ := url.QueryUnescape(secret)
+		return s
+	}
+	return r.PostFormValue("client_secret")
+}
+
+// A request made after SetSecret carries the new secret, by either method; an empty secret is refused
+// and the one in use kept. An error echoing the new secret does not leak it.
+func TestSetSecret(t *testing.T) {
+	const newSecret = "n3w:secret %21+rotated"
+	cases := []struct {
+		name   string
+		method AuthMethod
+		set    string
+		want   string // the secret the IdP sees afterwards
+		err    bool
+	}{
+		{"basic", ClientSecretBasic, newSecret, newSecret, false},
+		{"post", ClientSecretPost, newSecret, newSecret, false},
+		{"empty keeps the old", ClientSecretBasic, "", testSecret, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var want atomic.Value
+			want.Store(testSecret)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if got := secretOf(r); got != want.Load().(string) {
+					jsonReply(401, `{"error":"invalid_client"}`)(w, r)
+					return
+				}
+				jsonReply(200, `{"active":true}`)(w, r)
+			}))
+			defer srv.Close()
+			cfg := testConfig(srv.URL)
+			cfg.AuthMethod = tc.method
+			c := newTestClient(t, cfg)
+			if _, err := c.Verify(context.Background(), testToken); err != nil {
+				t.Fatalf("before: %v", err)
+			}
+			want.Store(tc.want)
+			if err := c.SetSecret(tc.set); (err != nil) != tc.err {
+				t.Fatalf("SetSecret: %v, want error %t", err, tc.err)
+			}
+			if _, err := c.Verify(context.Background(), testToken); err != nil {
+				t.Fatalf("after: %v", err)
+			}
+			want.Store("neither")
+			_, err := c.Verify(context.Background(), testToken)
+			checkErr(t, err, ErrMisconfigured, "check client_id and client_secret") // the negative control
+		})
+	}
+	t.Run("redacted", func(t *testing.T) {
+		c := newTestClient(t, testConfig(echoingServer(t, url.QueryEscape(newSecret))))
+		if err := c.SetSecret(newSecret); err != nil {
+			t.Fatal(err)
+		}
+		_, err := c.Verify(context.Background(), testToken)
+		if err == nil || strings.Contains(err.Error(), url.QueryEscape(newSecret)) || !strings.Contains(err.Error(), "[redacted]") {
+			t.Errorf("error = %v, want the new secret redacted", err)
+		}
+	})
+}
+
+// Requests run while the secret and the CAs are replaced: each is made with one set or the other.
+func TestSwapsWhileRequestsRun(t *testing.T) {
+	secrets := map[string]bool{testSecret: true, "second": true}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !secrets[secretOf(r)] {
+			jsonReply(401, ``)(w, r)
+			return
+		}
+		jsonReply(200, `{"active":true}`)(w, r)
+	}))
+	srv.StartTLS()
+	defer srv.Close()
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	cfg := testConfig(srv.URL)
+	cfg.RootCAs = pool
+	c := newTestClient(t, cfg)
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for range 20 {
+				if _, err := c.Verify(context.Background(), testToken); err != nil {
+					t.Errorf("worker %d: %v", i, err)
+					return
+				}
+			}
+		})
+	}
+	for i := range 20 {
+		_ = c.SetSecret([]string{testSecret, "second"}[i%2])
+		c.SetRootCAs(pool)
 	}
 	wg.Wait()
 }

@@ -2,10 +2,13 @@ package jwt
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -145,5 +148,90 @@ func TestRedirectsNeverDowngrade(t *testing.T) {
 	}
 	if noDowngrade(req("https://idp.example/jwks"), many) == nil {
 		t.Error("an eleventh redirect was followed")
+	}
+}
+
+// Refetch brings keys the issuer rotated in, at once and without a token asking for them; a failed one
+// keeps the keys held.
+func TestRefetch(t *testing.T) {
+	old, next := newRSA(t, "old"), newRSA(t, "next")
+	f := setup(t, Config{}, old)
+	if _, err := f.verify(t, old.token(t, nil, f.claims(nil))); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name  string
+		down  bool
+		keys  []signer
+		holds string // a kid held afterwards
+	}{
+		{"rotated", false, []signer{next}, "next"},
+		{"IdP down", true, []signer{old}, "next"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f.idp.setKeys(tc.keys...)
+			f.idp.setDown(tc.down)
+			before := f.v.keys.fetches.Load()
+			f.v.Refetch() // well within minRefetch of the last fetch
+			waitFor(t, func() bool { return f.v.keys.fetches.Load() > before && !fetching(f.v.keys) })
+			if len(f.v.keys.candidates(tc.holds, "RS256")) == 0 {
+				t.Errorf("kid %q not held after the refetch", tc.holds)
+			}
+		})
+	}
+}
+
+// SetTLS decides which certificates the next fetches trust, a kept connection included.
+func TestSetTLS(t *testing.T) {
+	p := &idp{oidc: true}
+	p.setKeys(newRSA(t, "k1"))
+	p.srv = httptest.NewUnstartedServer(http.HandlerFunc(p.serve))
+	p.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // expected handshake failures
+	p.srv.StartTLS()
+	t.Cleanup(p.srv.Close)
+	trusted := x509.NewCertPool()
+	trusted.AddCert(p.srv.Certificate())
+	other := &tls.Config{RootCAs: x509.NewCertPool()} // trusts nothing the server has
+	good := &tls.Config{RootCAs: trusted}
+	cases := []struct {
+		name          string
+		before, after *tls.Config
+		okBefore      bool
+	}{
+		{"a CA added is trusted", other, good, false},
+		{"a CA removed is not, kept connection or not", good, other, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			v, err := New(Config{Issuer: p.srv.URL, JWKSURL: p.srv.URL + "/jwks", Timeout: 2 * time.Second, TLS: tc.before})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(v.Close)
+			if err := v.keys.refresh(context.Background(), true); (err == nil) != tc.okBefore {
+				t.Fatalf("before: %v", err)
+			}
+			v.SetTLS(tc.after)
+			if err := v.keys.refresh(context.Background(), true); (err == nil) == tc.okBefore {
+				t.Fatalf("after: %v", err)
+			}
+		})
+	}
+}
+
+// fetching says whether a fetch is under way.
+func fetching(s *keySet) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inflight != nil
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
 	}
 }

@@ -2,6 +2,7 @@ package jwt
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,10 +50,12 @@ type keySet struct {
 	issuer  string
 	jwksURL string // from the configuration, or found by discovery; guarded by mu when discovered
 	algs    []string
-	client  *http.Client
+	timeout time.Duration
 	now     func() time.Time
 	log     func(warning bool, msg string)
 	fetched func(took time.Duration, err error) // nil: nobody asked
+
+	client atomic.Pointer[http.Client] // replaced whole when the TLS settings change
 
 	keys    atomic.Pointer[[]jose.JSONWebKey]
 	fetches atomic.Int64 // attempts, for tests and the fetch log line
@@ -61,6 +64,13 @@ type keySet struct {
 	inflight  chan struct{} // closed when the running fetch ends; nil when none runs
 	lastStart time.Time     // start of the last attempt, successful or not
 	lastErr   error
+}
+
+// newClient builds the HTTP client for fetches over tlsConfig.
+func (s *keySet) newClient(tlsConfig *tls.Config) *http.Client {
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.TLSClientConfig = tlsConfig
+	return &http.Client{Transport: transport, Timeout: s.timeout, CheckRedirect: noDowngrade}
 }
 
 // current returns the keys held now (possibly none).
@@ -269,7 +279,7 @@ func (s *keySet) get(u string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: not a URL", u)
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, err := s.client.Do(req)
+	resp, err := s.client.Load().Do(req)
 	if err != nil {
 		// The *url.Error wrapper names u again; what it wraps may quote what the server sent (a
 		// malformed status line), at any length.

@@ -116,8 +116,6 @@ func New(cfg Config) (*Verifier, error) {
 	if log == nil {
 		log = func(bool, string) {}
 	}
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	transport.TLSClientConfig = cfg.TLS
 	v := &Verifier{
 		issuer:     cfg.Issuer,
 		audiences:  cfg.Audiences,
@@ -129,13 +127,14 @@ func New(cfg Config) (*Verifier, error) {
 			issuer:  cfg.Issuer,
 			jwksURL: cfg.JWKSURL,
 			algs:    names,
-			client:  &http.Client{Transport: transport, Timeout: cfg.Timeout, CheckRedirect: noDowngrade},
+			timeout: cfg.Timeout,
 			now:     now,
 			log:     log,
 			fetched: cfg.Fetched,
 		},
 		stop: func() {},
 	}
+	v.keys.client.Store(v.keys.newClient(cfg.TLS))
 	return v, nil
 }
 
@@ -171,6 +170,17 @@ func (v *Verifier) Start() {
 
 // Close stops the background refresh.
 func (v *Verifier) Close() { v.stop() }
+
+// SetTLS makes the next key fetches connect with tlsConfig (see Config.TLS), for CAs an operator has
+// replaced. A fetch under way finishes on its connection; kept connections are closed as they fall
+// idle, so none verified against the old CAs is used again.
+func (v *Verifier) SetTLS(tlsConfig *tls.Config) {
+	v.keys.client.Swap(v.keys.newClient(tlsConfig)).CloseIdleConnections()
+}
+
+// Refetch fetches the issuer's keys now, in the background, for an operator's reload: it is not held
+// to minRefetch, which bounds what tokens can cause, and joins a fetch already under way.
+func (v *Verifier) Refetch() { _, _ = v.keys.start(true) }
 
 // Route says where a token is checked: here, when it is a JWS whose iss is this verifier's issuer,
 // else by introspection. It keeps why not here, so the caller can say so without reading the token

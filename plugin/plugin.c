@@ -292,6 +292,19 @@ static int on_connect(int event, void *event_data, void *userdata)
 	return MOSQ_ERR_SUCCESS;
 }
 
+// RELOAD fires on SIGHUP, on the broker thread, before the broker re-checks every client. The answer
+// is not Go's to choose: 2.1 exits on any code but SUCCESS (DEFER included), while 2.0 stops walking
+// the RELOAD callbacks (and the older plugins' security_init) at the first code that is not DEFER, so
+// there DEFER lets the other plugins reload too.
+static int on_reload(int event, void *event_data, void *userdata)
+{
+	struct instance *inst = userdata;
+	(void)event;
+	(void)event_data;
+	goReload(inst->go);
+	return complete_basic_auth != NULL ? MOSQ_ERR_SUCCESS : MOSQ_ERR_PLUGIN_DEFER;
+}
+
 // Mosquitto installs its handlers with signal() after plugin init, so they lack SA_ONSTACK. In 2.0 the
 // broker thread blocks these signals while it waits in epoll, so they usually land on a Go thread, where
 // a handler without SA_ONSTACK may run on a goroutine stack. Re-installing them with SA_ONSTACK on the
@@ -348,6 +361,7 @@ static void unregister_all(struct instance *inst)
 	mosquitto_callback_unregister(inst->id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
 	mosquitto_callback_unregister(inst->id, MOSQ_EVT_TICK, on_tick, NULL);
 	mosquitto_callback_unregister(inst->id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL);
+	mosquitto_callback_unregister(inst->id, MOSQ_EVT_RELOAD, on_reload, NULL);
 	if (inst->connect_registered) {
 		mosquitto_callback_unregister(inst->id, OAUTH2_EVT_CONNECT, on_connect, NULL);
 	}
@@ -396,6 +410,10 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 	if (rc == MOSQ_ERR_SUCCESS) {
 		// Every admitted client's lease ends when it leaves.
 		rc = mosquitto_callback_register(identifier, MOSQ_EVT_DISCONNECT, on_disconnect, NULL, inst);
+	}
+	if (rc == MOSQ_ERR_SUCCESS) {
+		// SIGHUP re-reads client_secret_file and ca_file (see goReload).
+		rc = mosquitto_callback_register(identifier, MOSQ_EVT_RELOAD, on_reload, NULL, inst);
 	}
 	if (rc == MOSQ_ERR_SUCCESS && delay) {
 		// 2.1 only: where a delayed check renames the client (see goConnect), and where a persistent

@@ -250,6 +250,19 @@ func goTick(goInst unsafe.Pointer) (next C.long) {
 	return next
 }
 
+// goReload handles RELOAD (SIGHUP) on the broker thread: the engine re-reads client_secret_file and
+// ca_file and starts a key fetch (see auth.Engine.Reload). Sessions are kept; the broker's re-check of
+// every client, which follows, is answered by their leases. The code returned to the broker is
+// plugin.c's.
+//
+//export goReload
+func goReload(goInst unsafe.Pointer) {
+	defer recoverTo(nil, 0, "reload")
+	inst := (*instance)(goInst)
+	defer inst.log.Flush(logLine)
+	inst.engine.Reload()
+}
+
 // goConnect (Mosquitto 2.1's CONNECT event) gives a client accepted by a delayed check its username and
 // session.
 //
