@@ -27,7 +27,10 @@ type broker struct {
 
 // brokerConfig writes a mosquitto.conf for a listener on 127.0.0.1:port plus the row's extra lines.
 // Logging goes to a file with errors and warnings only: per-connect notice lines would cost broker CPU
-// that belongs to no configuration, yet a crash must leave a trace.
+// that belongs to no configuration, yet a crash must leave a trace. max_keepalive and set_tcp_nodelay
+// are there because operators write them: on 2.1 max_keepalive refuses a 3.1.1 client asking for
+// keepalive 0 or above it (the bench's clients ask for clientKeepAlive), and nodelay changes when
+// small packets leave.
 func brokerConfig(dir string, port int, extra string) (string, string, error) {
 	logPath := filepath.Join(dir, "mosquitto.log")
 	var b strings.Builder
@@ -38,6 +41,7 @@ func brokerConfig(dir string, port int, extra string) (string, string, error) {
 	fmt.Fprintf(&b, "listener %d 127.0.0.1\n", port)
 	fmt.Fprintf(&b, "log_dest file %s\nlog_type error\nlog_type warning\n", logPath)
 	b.WriteString("max_connections -1\npersistence false\n")
+	b.WriteString("max_keepalive 600\nset_tcp_nodelay true\n")
 	b.WriteString(extra)
 	confPath := filepath.Join(dir, "mosquitto.conf")
 	if err := os.WriteFile(confPath, []byte(b.String()), 0o600); err != nil {
