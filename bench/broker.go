@@ -18,7 +18,7 @@ import (
 // broker is one running Mosquitto, started fresh for one row so no row inherits another's sessions,
 // caches or connection backlog.
 type broker struct {
-	Addr    string
+	endpoint
 	cmd     *exec.Cmd
 	logPath string
 	exited  chan struct{}
@@ -31,7 +31,8 @@ type broker struct {
 // are there because operators write them: on 2.1 max_keepalive refuses a 3.1.1 client asking for
 // keepalive 0 or above it (the bench's clients ask for clientKeepAlive), and nodelay changes when
 // small packets leave.
-func brokerConfig(dir string, port int, extra string) (string, string, error) {
+// With certFile and keyFile the listener speaks TLS only, as an internet-facing one does.
+func brokerConfig(dir string, port int, certFile, keyFile, extra string) (string, string, error) {
 	logPath := filepath.Join(dir, "mosquitto.log")
 	var b strings.Builder
 	if os.Geteuid() == 0 {
@@ -39,6 +40,9 @@ func brokerConfig(dir string, port int, extra string) (string, string, error) {
 		b.WriteString("user root\n")
 	}
 	fmt.Fprintf(&b, "listener %d 127.0.0.1\n", port)
+	if certFile != "" {
+		fmt.Fprintf(&b, "certfile %s\nkeyfile %s\n", certFile, keyFile)
+	}
 	fmt.Fprintf(&b, "log_dest file %s\nlog_type error\nlog_type warning\n", logPath)
 	b.WriteString("max_connections -1\npersistence false\n")
 	b.WriteString("max_keepalive 600\nset_tcp_nodelay true\n")
@@ -51,8 +55,9 @@ func brokerConfig(dir string, port int, extra string) (string, string, error) {
 }
 
 // startBroker writes the config into a new directory under tmp, starts mosquitto -c on it and waits up
-// to 10 s for the port to accept connections.
-func startBroker(mosquitto, tmp, name, extra string) (*broker, error) {
+// to 10 s for the port to accept connections. withTLS gives the listener a certificate made for the
+// row (see tlsFiles); the returned broker's endpoint then dials with TLS.
+func startBroker(mosquitto, tmp, name, extra string, withTLS bool) (*broker, error) {
 	dir, err := os.MkdirTemp(tmp, name+"-")
 	if err != nil {
 		return nil, fmt.Errorf("broker dir: %w", err)
@@ -61,11 +66,18 @@ func startBroker(mosquitto, tmp, name, extra string) (*broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	confPath, logPath, err := brokerConfig(dir, port, extra)
+	b := &broker{endpoint: endpoint{Addr: fmt.Sprintf("127.0.0.1:%d", port)}, exited: make(chan struct{})}
+	var certFile, keyFile string
+	if withTLS {
+		if certFile, keyFile, b.TLS, err = tlsFiles(dir); err != nil {
+			return nil, err
+		}
+	}
+	confPath, logPath, err := brokerConfig(dir, port, certFile, keyFile, extra)
 	if err != nil {
 		return nil, err
 	}
-	b := &broker{Addr: fmt.Sprintf("127.0.0.1:%d", port), logPath: logPath, exited: make(chan struct{})}
+	b.logPath = logPath
 	b.cmd = exec.Command(mosquitto, "-c", confPath)
 	var stderr bytes.Buffer
 	b.cmd.Stdout, b.cmd.Stderr = &stderr, &stderr

@@ -48,7 +48,7 @@ type connectCounts struct {
 
 // connectLoad runs `workers` goroutines that connect, check the CONNACK and disconnect until duration
 // passes (or ctx ends). Every connect uses a unique client id so the broker never takes over a session.
-func connectLoad(ctx context.Context, addr string, workers int, duration time.Duration, creds credentials) connectCounts {
+func connectLoad(ctx context.Context, ep endpoint, workers int, duration time.Duration, creds credentials) connectCounts {
 	var ok, refused, errs atomic.Int64
 	var lastCode atomic.Uint32
 	var once sync.Once
@@ -65,7 +65,7 @@ func connectLoad(ctx context.Context, addr string, workers int, duration time.Du
 					exhausted.Store(true)
 					break
 				}
-				code, err := connectOnce(addr, fmt.Sprintf("bench-%d-%d", w, n), user, pass)
+				code, err := connectOnce(ep, fmt.Sprintf("bench-%d-%d", w, n), user, pass)
 				switch {
 				case err != nil:
 					errs.Add(1)
@@ -89,8 +89,8 @@ func connectLoad(ctx context.Context, addr string, workers int, duration time.Du
 }
 
 // connectOnce does one full connect/CONNACK/DISCONNECT cycle and returns the CONNACK return code.
-func connectOnce(addr, clientID, user, pass string) (byte, error) {
-	c, code, err := dialConnect(addr, clientID, user, pass, opTimeout)
+func connectOnce(ep endpoint, clientID, user, pass string) (byte, error) {
+	c, code, err := dialConnect(ep, clientID, user, pass, opTimeout)
 	if err != nil {
 		return 0, err
 	}

@@ -30,7 +30,7 @@ type messageCounts struct {
 // messageLoad connects subscribers (each subscribes to msgFilter) and a publisher, then publishes QoS 0
 // messages to msgTopic for duration, never more than msgWindow ahead of the slowest subscriber: the
 // rate is what the broker sustains, and no message is dropped for a full queue.
-func messageLoad(addr string, subscribers int, duration time.Duration, user func(role string, n int) (string, string)) messageCounts {
+func messageLoad(ep endpoint, subscribers int, duration time.Duration, user func(role string, n int) (string, string)) messageCounts {
 	subs := make([]*mqttConn, 0, subscribers)
 	defer func() {
 		for _, s := range subs {
@@ -39,14 +39,14 @@ func messageLoad(addr string, subscribers int, duration time.Duration, user func
 	}()
 	for n := range subscribers {
 		name, pass := user("sub", n)
-		c, err := subscribeAs(addr, fmt.Sprintf("bench-sub-%d", n), name, pass, msgFilter)
+		c, err := subscribeAs(ep, fmt.Sprintf("bench-sub-%d", n), name, pass, msgFilter)
 		if err != nil {
 			return messageCounts{Err: err}
 		}
 		subs = append(subs, c)
 	}
 	name, pass := user("pub", 0)
-	pub, code, err := dialConnect(addr, "bench-pub", name, pass, opTimeout)
+	pub, code, err := dialConnect(ep, "bench-pub", name, pass, opTimeout)
 	switch {
 	case err != nil:
 		return messageCounts{Err: err}
@@ -116,8 +116,8 @@ func messageLoad(addr string, subscribers int, duration time.Duration, user func
 
 // subscribeAs connects with the given credentials and subscribes to filter at QoS 0, insisting on a
 // granted SUBACK: a row whose subscribers were refused would measure nothing.
-func subscribeAs(addr, clientID, username, password, filter string) (*mqttConn, error) {
-	c, code, err := dialConnect(addr, clientID, username, password, opTimeout)
+func subscribeAs(ep endpoint, clientID, username, password, filter string) (*mqttConn, error) {
+	c, code, err := dialConnect(ep, clientID, username, password, opTimeout)
 	if err != nil {
 		return nil, err
 	}

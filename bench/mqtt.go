@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -11,7 +13,7 @@ import (
 )
 
 // The bench speaks just enough MQTT 3.1.1 by hand: a client library would add its own goroutines,
-// buffering and retries to every connect and blur what the broker itself costs.
+// buffering and retries to every connect and blur what the broker itself costs. TLS is crypto/tls.
 
 // MQTT 3.1.1 fixed-header first bytes of the packets the bench sends or expects.
 const (
@@ -175,13 +177,28 @@ type mqttConn struct {
 	r *bufio.Reader
 }
 
-// dialConnect opens a TCP connection, sends CONNECT and waits for the CONNACK, all within timeout. It
+// endpoint is where a broker listens, and how to reach it: plain TCP, or TLS when TLS is set.
+type endpoint struct {
+	Addr string
+	TLS  *tls.Config
+}
+
+// dial opens a connection and, for TLS, completes the handshake before deadline.
+func (ep endpoint) dial(deadline time.Time) (net.Conn, error) {
+	d := &net.Dialer{Deadline: deadline}
+	if ep.TLS == nil {
+		return d.Dial("tcp", ep.Addr)
+	}
+	return (&tls.Dialer{NetDialer: d, Config: ep.TLS}).DialContext(context.Background(), "tcp", ep.Addr)
+}
+
+// dialConnect opens a connection, sends CONNECT and waits for the CONNACK, all within timeout. It
 // returns the CONNACK return code; a refusal (non-zero code) is not an error, the caller counts it.
-func dialConnect(addr, clientID, username, password string, timeout time.Duration) (*mqttConn, byte, error) {
+func dialConnect(ep endpoint, clientID, username, password string, timeout time.Duration) (*mqttConn, byte, error) {
 	deadline := time.Now().Add(timeout)
-	nc, err := net.DialTimeout("tcp", addr, timeout)
+	nc, err := ep.dial(deadline)
 	if err != nil {
-		return nil, 0, fmt.Errorf("dial %s: %w", addr, err)
+		return nil, 0, fmt.Errorf("dial %s: %w", ep.Addr, err)
 	}
 	c := &mqttConn{Conn: nc, r: bufio.NewReaderSize(nc, 512)}
 	if err := c.SetDeadline(deadline); err != nil {

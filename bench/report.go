@@ -11,12 +11,9 @@ import (
 // survive a busy shared machine far better than the absolute rate does.
 var tableHeader = []string{"row", "rate", "vs no plugin", "broker CPU/op", "ok", "refused", "errors", "IdP req", "detail"}
 
-// printTable writes the results as an aligned markdown table. The first result is the baseline.
+// printTable writes the results as an aligned markdown table. Each row's ratio divides by the row its
+// ratioTo names, from the same run.
 func printTable(w io.Writer, results []rowResult) {
-	var base float64
-	if len(results) > 0 && results[0].failed == "" {
-		base = results[0].rate()
-	}
 	rates := make(map[string]float64, len(results))
 	for _, r := range results {
 		if r.failed == "" {
@@ -25,16 +22,10 @@ func printTable(w io.Writer, results []rowResult) {
 	}
 	cells := [][]string{tableHeader}
 	for _, r := range results {
-		if r.ratioTo != "" {
-			r.comparableToBase = true
-			base := rates[r.ratioTo]
-			if v := rates[r.vsToo]; v > 0 {
-				r.detail = strings.TrimPrefix(r.detail+fmt.Sprintf("; %.2fx of acl_file", r.rate()/v), "; ")
-			}
-			cells = append(cells, r.cells(base))
-			continue
+		if v := rates[r.vsToo]; v > 0 {
+			r.detail = strings.TrimPrefix(r.detail+fmt.Sprintf("; %.2fx of acl_file", r.rate()/v), "; ")
 		}
-		cells = append(cells, r.cells(base))
+		cells = append(cells, r.cells(rates[r.ratioTo]))
 	}
 	writeAligned(w, cells)
 }
@@ -56,7 +47,7 @@ func (r rowResult) cpuPerOp() string {
 	return fmt.Sprintf("%.1f µs", us)
 }
 
-// cells formats one row; base is the no-plugin rate (0 when it is not known).
+// cells formats one row; base is the rate of its ratioTo row (0 when there is none or it failed).
 func (r rowResult) cells(base float64) []string {
 	switch {
 	case r.failed != "" && r.elapsed == 0: // never ran
@@ -66,7 +57,7 @@ func (r rowResult) cells(base float64) []string {
 		return []string{r.name, "-", "-", "-", fmt.Sprint(r.ops), fmt.Sprint(r.refused), fmt.Sprint(r.errors), "-", detail}
 	}
 	ratio := "-"
-	if r.comparableToBase && base > 0 {
+	if base > 0 {
 		ratio = fmt.Sprintf("%.2fx", r.rate()/base)
 	}
 	idp := "-"

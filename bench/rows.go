@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -30,62 +31,93 @@ type env struct {
 type rowSpec struct {
 	name     string
 	plugin   bool          // needs -plugin; the fake IdP's requests are counted
+	tls      bool          // the broker's listener speaks TLS only (see tlsFiles)
 	idpDelay time.Duration // added to every IdP answer during the row
 	conf     func() (string, error)
 	run      func(ctx context.Context, b *broker) rowResult
+	// ratioTo names the row the "vs no plugin" column divides by: the same broker without the plugin
+	// (or without ACLs), run in the same minute. Empty: no ratio (the stall rows). vsToo names a row
+	// whose ratio the detail column adds (acl_file, for the plugin's message rows).
+	ratioTo, vsToo string
 }
 
 // rowResult is one line of the table. Ops is connects accepted (connect rows) or messages delivered
-// (stall rows); the ratio and the CPU per op are derived from it.
+// (message and stall rows); the ratio and the CPU per op are derived from it.
 type rowResult struct {
-	name             string
-	unit             string // "conn/s" or "msg/s"
-	ops              int64
-	refused, errors  int64
-	elapsed          time.Duration
-	cpuTicks         int64 // -1 when unknown
-	hz               int
-	idpRequests      int64 // -1 when the row has no plugin
-	detail           string
-	failed           string // the broker did not start or died: the numbers are not a measurement
-	comparableToBase bool   // a connect row, comparable to the no-plugin row
-	// ratioTo names the row a message row's ratio divides by (its no-ACL row); vsToo names a row whose
-	// ratio the detail column adds (acl_file, for the plugin's message rows).
-	ratioTo, vsToo string
+	name            string
+	unit            string // "conn/s" or "msg/s"
+	ops             int64
+	refused, errors int64
+	elapsed         time.Duration
+	cpuTicks        int64 // -1 when unknown
+	hz              int
+	idpRequests     int64 // -1 when the row has no plugin
+	detail          string
+	failed          string // the broker did not start or died: the numbers are not a measurement
+	ratioTo, vsToo  string // from the rowSpec
 }
+
+// Names of the rows other rows divide by.
+const (
+	rowNoPlugin    = "no plugin"
+	rowNoPluginTLS = rowNoPlugin + ", TLS" // as overTLS names it
+)
 
 // rows lists the table's rows in order; the first is the baseline the ratios divide by.
 func (e *env) rows() []rowSpec {
 	fresh := freshTokens()
 	warm := randomToken("warm-")
-	return []rowSpec{
-		{name: "no plugin", conf: constConf("allow_anonymous true\n"),
-			run: e.connectRow(fixedCredentials("", ""))},
-		{name: "password_file", conf: e.passwordFileConf,
-			run: e.connectRow(fixedCredentials(pwUser, pwPass))},
-		{name: "plugin, warm cache", plugin: true, conf: e.cachedConf,
-			run: e.connectRow(fixedCredentials("bench", warm))},
-		{name: "plugin, fresh opaque token, IdP 0 ms", plugin: true, conf: e.pluginConf,
-			run: e.connectRow(fresh)},
-		{name: "plugin, fresh opaque token, IdP 5 ms", plugin: true, idpDelay: 5 * time.Millisecond,
-			conf: e.pluginConf, run: e.connectRow(fresh)},
-		{name: "plugin, fresh JWT RS256, local check", plugin: true, conf: e.jwtConf, run: e.jwtRow("RS256")},
-		{name: "plugin, fresh JWT ES256, local check", plugin: true, conf: e.jwtConf, run: e.jwtRow("ES256")},
-		e.messageRow(1, "no ACL", false, constConf("allow_anonymous true\n")),
-		e.messageRow(1, "acl_file %u pattern", false, e.aclFileConf),
-		e.messageRow(1, "plugin claim rules", true, e.aclPluginConf),
-		e.messageRow(10, "no ACL", false, constConf("allow_anonymous true\n")),
-		e.messageRow(10, "acl_file %u pattern", false, e.aclFileConf),
-		e.messageRow(10, "plugin claim rules", true, e.aclPluginConf),
-		// The same message exchange and extra connect without the plugin: what "no stall" looks like
-		// on this machine, for the two rows below to be read against.
-		{name: "stall baseline: no plugin", conf: constConf("allow_anonymous true\n"),
-			run: e.stallRow(warm, randomToken(slowPrefix), false)},
-		{name: "stall: slow IdP (2 s) for a new token", plugin: true, conf: e.pluginConf,
-			run: e.stallRow(warm, randomToken(slowPrefix), false)},
-		{name: "stall: same token, seen once before", plugin: true, conf: e.cachedConf,
-			run: e.stallRow(warm, randomToken(slowLaterPrefix), true)},
+	anonymous := constConf("allow_anonymous true\n")
+	noPlugin := rowSpec{name: rowNoPlugin, conf: anonymous, run: e.connectRow(fixedCredentials("", ""))}
+	passwordFile := rowSpec{name: "password_file", conf: e.passwordFileConf,
+		run: e.connectRow(fixedCredentials(pwUser, pwPass))}
+	warmCache := rowSpec{name: "plugin, warm cache", plugin: true, conf: e.cachedConf,
+		run: e.connectRow(fixedCredentials("bench", warm))}
+	fresh0 := rowSpec{name: "plugin, fresh opaque token, IdP 0 ms", plugin: true, conf: e.pluginConf,
+		run: e.connectRow(fresh)}
+	return slices.Concat(
+		against(rowNoPlugin, noPlugin, passwordFile, warmCache, fresh0,
+			rowSpec{name: "plugin, fresh opaque token, IdP 5 ms", plugin: true, idpDelay: 5 * time.Millisecond,
+				conf: e.pluginConf, run: e.connectRow(fresh)},
+			rowSpec{name: "plugin, fresh JWT RS256, local check", plugin: true, conf: e.jwtConf, run: e.jwtRow("RS256")},
+			rowSpec{name: "plugin, fresh JWT ES256, local check", plugin: true, conf: e.jwtConf, run: e.jwtRow("ES256")}),
+		// The same connects through a TLS-only listener. The handshake costs the broker more than
+		// anything else in a connect, so these divide by the TLS row without the plugin.
+		against(rowNoPluginTLS, overTLS(noPlugin, passwordFile, warmCache, fresh0)...),
+		[]rowSpec{
+			e.messageRow(1, "no ACL", false, anonymous),
+			e.messageRow(1, "acl_file %u pattern", false, e.aclFileConf),
+			e.messageRow(1, "plugin claim rules", true, e.aclPluginConf),
+			e.messageRow(10, "no ACL", false, anonymous),
+			e.messageRow(10, "acl_file %u pattern", false, e.aclFileConf),
+			e.messageRow(10, "plugin claim rules", true, e.aclPluginConf),
+			// The same message exchange and extra connect without the plugin: what "no stall" looks
+			// like on this machine, for the two rows below to be read against.
+			{name: "stall baseline: no plugin", conf: anonymous, run: e.stallRow(warm, randomToken(slowPrefix), false)},
+			{name: "stall: slow IdP (2 s) for a new token", plugin: true, conf: e.pluginConf,
+				run: e.stallRow(warm, randomToken(slowPrefix), false)},
+			{name: "stall: same token, seen once before", plugin: true, conf: e.cachedConf,
+				run: e.stallRow(warm, randomToken(slowLaterPrefix), true)},
+		})
+}
+
+// against makes base the row that every one of specs divides its rate by.
+func against(base string, specs ...rowSpec) []rowSpec {
+	for i := range specs {
+		specs[i].ratioTo = base
 	}
+	return specs
+}
+
+// overTLS returns the same rows on a TLS-only listener, named with a ", TLS" suffix.
+func overTLS(specs ...rowSpec) []rowSpec {
+	out := make([]rowSpec, len(specs))
+	for i, s := range specs {
+		s.name += ", TLS"
+		s.tls = true
+		out[i] = s
+	}
+	return out
 }
 
 func constConf(s string) func() (string, error) {
@@ -160,7 +192,10 @@ func (e *env) messageRow(fanout int, what string, plugin bool, conf func() (stri
 	if plugin {
 		token = randomToken("acl-")
 	}
-	spec := rowSpec{name: prefix + what, plugin: plugin, conf: conf}
+	spec := rowSpec{name: prefix + what, plugin: plugin, conf: conf, ratioTo: prefix + "no ACL"}
+	if plugin {
+		spec.vsToo = prefix + "acl_file %u pattern"
+	}
 	spec.run = func(_ context.Context, b *broker) rowResult {
 		users := func(role string, n int) (string, string) {
 			if role == "pub" {
@@ -168,11 +203,8 @@ func (e *env) messageRow(fanout int, what string, plugin bool, conf func() (stri
 			}
 			return fmt.Sprintf("dashboard-%d", n), token
 		}
-		m := messageLoad(b.Addr, fanout, e.opts.duration, users)
-		r := rowResult{unit: "msg/s", ops: m.Delivered, elapsed: m.Elapsed, ratioTo: prefix + "no ACL"}
-		if plugin {
-			r.vsToo = prefix + "acl_file %u pattern"
-		}
+		m := messageLoad(b.endpoint, fanout, e.opts.duration, users)
+		r := rowResult{unit: "msg/s", ops: m.Delivered, elapsed: m.Elapsed}
 		if m.Err != nil {
 			r.errors = 1
 			r.detail = "error: " + m.Err.Error()
@@ -198,9 +230,9 @@ func (e *env) passwordFileConf() (string, error) {
 // connectRow returns a row body that runs the connect load with creds.
 func (e *env) connectRow(creds credentials) func(context.Context, *broker) rowResult {
 	return func(ctx context.Context, b *broker) rowResult {
-		c := connectLoad(ctx, b.Addr, e.opts.workers, e.opts.duration, creds)
+		c := connectLoad(ctx, b.endpoint, e.opts.workers, e.opts.duration, creds)
 		r := rowResult{unit: "conn/s", ops: c.OK, refused: c.Refused, errors: c.Errors,
-			elapsed: c.Elapsed, comparableToBase: true}
+			elapsed: c.Elapsed}
 		var notes []string
 		if c.Refused > 0 {
 			notes = append(notes, fmt.Sprintf("refused with CONNACK code %d", c.RefusedCode))
@@ -219,7 +251,7 @@ func (e *env) connectRow(creds credentials) func(context.Context, *broker) rowRe
 // stallRow returns a row body that runs one stall window.
 func (e *env) stallRow(warm, slowToken string, precache bool) func(context.Context, *broker) rowResult {
 	return func(_ context.Context, b *broker) rowResult {
-		s, err := stallTest(b.Addr, warm, slowToken, precache)
+		s, err := stallTest(b.endpoint, warm, slowToken, precache)
 		r := rowResult{unit: "msg/s", ops: int64(s.Received), elapsed: s.Elapsed}
 		if err != nil {
 			r.errors = 1
@@ -245,7 +277,7 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float
 // load, and stops the broker. A broker that fails to start or dies is reported in the row, and the
 // remaining rows still run.
 func (e *env) runRow(ctx context.Context, spec rowSpec) rowResult {
-	res := rowResult{name: spec.name, cpuTicks: -1, idpRequests: -1, hz: e.hz}
+	res := rowResult{name: spec.name, cpuTicks: -1, idpRequests: -1, hz: e.hz, ratioTo: spec.ratioTo, vsToo: spec.vsToo}
 	if spec.plugin && e.opts.plugin == "" {
 		res.failed = "skipped: no -plugin given"
 		return res
@@ -255,7 +287,7 @@ func (e *env) runRow(ctx context.Context, spec rowSpec) rowResult {
 		res.failed = "skipped: " + err.Error()
 		return res
 	}
-	b, err := startBroker(e.opts.mosquitto, e.tmp, "row", conf)
+	b, err := startBroker(e.opts.mosquitto, e.tmp, "row", conf, spec.tls)
 	if err != nil {
 		res.failed = "BROKER DID NOT START: " + err.Error()
 		return res
@@ -268,6 +300,7 @@ func (e *env) runRow(ctx context.Context, spec rowSpec) rowResult {
 	r := spec.run(ctx, b)
 	cpu1, cpuErr1 := b.CPUTicks()
 	r.name, r.hz, r.cpuTicks, r.idpRequests = spec.name, e.hz, -1, -1
+	r.ratioTo, r.vsToo = spec.ratioTo, spec.vsToo
 	if cpuErr == nil && cpuErr1 == nil {
 		r.cpuTicks = int64(cpu1 - cpu0)
 	}
