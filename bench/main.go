@@ -21,7 +21,9 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -32,6 +34,7 @@ type options struct {
 	mosquitto, passwd, plugin, label string
 	duration                         time.Duration
 	workers                          int
+	only                             *regexp.Regexp // nil: every row
 }
 
 func parseFlags() (options, error) {
@@ -43,7 +46,15 @@ func parseFlags() (options, error) {
 	flag.StringVar(&o.label, "broker-label", "", "same as -label")
 	flag.DurationVar(&o.duration, "duration", 3*time.Second, "how long each connect row runs")
 	flag.IntVar(&o.workers, "workers", 64, "concurrent connecting clients per connect row")
+	only := flag.String("only", "", "run only the rows whose name matches this regexp (and the rows they divide by)")
 	flag.Parse()
+	if *only != "" {
+		re, err := regexp.Compile(*only)
+		if err != nil {
+			return o, fmt.Errorf("-only: %w", err)
+		}
+		o.only = re
+	}
 	switch {
 	case o.duration <= 0 || o.duration > 10*time.Minute:
 		return o, fmt.Errorf("-duration %v: want more than 0 and at most 10m", o.duration)
@@ -115,7 +126,7 @@ func run() error {
 	env := &env{opts: o, tmp: tmp, idp: idp, hz: clockTicksPerSecond()}
 	printHeader(o, env.hz)
 	var results []rowResult
-	for _, r := range env.rows() {
+	for _, r := range selectRows(env.rows(), o.only) {
 		if ctx.Err() != nil {
 			break
 		}
@@ -132,6 +143,20 @@ func run() error {
 		return errors.New("interrupted")
 	}
 	return failures(results)
+}
+
+// selectRows keeps the rows whose name only matches, and the rows their ratios divide by.
+func selectRows(specs []rowSpec, only *regexp.Regexp) []rowSpec {
+	if only == nil {
+		return specs
+	}
+	keep := map[string]bool{}
+	for _, s := range specs {
+		if only.MatchString(s.name) {
+			keep[s.name], keep[s.ratioTo], keep[s.vsToo] = true, true, true
+		}
+	}
+	return slices.DeleteFunc(specs, func(s rowSpec) bool { return !keep[s.name] })
 }
 
 // failures makes the exit status non-zero when a broker did not start or died, so `make bench` cannot
