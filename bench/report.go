@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -28,6 +29,12 @@ func printTable(w io.Writer, results []rowResult) {
 		cells = append(cells, r.cells(rates[r.ratioTo]))
 	}
 	writeAligned(w, cells)
+}
+
+// percentile returns the nearest-rank p-th percentile of sorted (not empty): the ceil(p/100 n)-th
+// smallest value.
+func percentile(sorted []time.Duration, p int) time.Duration {
+	return sorted[(len(sorted)*p+99)/100-1]
 }
 
 // rate is operations per second of wall time.

@@ -68,17 +68,17 @@ func (e *env) rows() []rowSpec {
 	fresh := freshTokens()
 	warm := randomToken("warm-")
 	anonymous := constConf("allow_anonymous true\n")
-	noPlugin := rowSpec{name: rowNoPlugin, conf: anonymous, run: e.connectRow(fixedCredentials("", ""))}
+	noPlugin := rowSpec{name: rowNoPlugin, conf: anonymous, run: e.connectRow(fixedCredentials("", ""), false)}
 	passwordFile := rowSpec{name: "password_file", conf: e.passwordFileConf,
-		run: e.connectRow(fixedCredentials(pwUser, pwPass))}
+		run: e.connectRow(fixedCredentials(pwUser, pwPass), false)}
 	warmCache := rowSpec{name: "plugin, warm cache", plugin: true, conf: e.cachedConf,
-		run: e.connectRow(fixedCredentials("bench", warm))}
+		run: e.connectRow(fixedCredentials("bench", warm), false)}
 	fresh0 := rowSpec{name: "plugin, fresh opaque token, IdP 0 ms", plugin: true, conf: e.pluginConf,
-		run: e.connectRow(fresh)}
+		run: e.connectRow(fresh, true)}
 	return slices.Concat(
 		against(rowNoPlugin, noPlugin, passwordFile, warmCache, fresh0,
 			rowSpec{name: "plugin, fresh opaque token, IdP 5 ms", plugin: true, idpDelay: 5 * time.Millisecond,
-				conf: e.pluginConf, run: e.connectRow(fresh)},
+				conf: e.pluginConf, run: e.connectRow(fresh, true)},
 			rowSpec{name: "plugin, fresh JWT RS256, local check", plugin: true, conf: e.jwtConf, run: e.jwtRow("RS256")},
 			rowSpec{name: "plugin, fresh JWT ES256, local check", plugin: true, conf: e.jwtConf, run: e.jwtRow("ES256")}),
 		// The same connects through a TLS-only listener. The handshake costs the broker more than
@@ -158,7 +158,7 @@ func (e *env) jwtRow(alg string) func(context.Context, *broker) rowResult {
 		if err != nil {
 			return rowResult{unit: "conn/s", errors: 1, detail: "signing tokens: " + err.Error()}
 		}
-		return e.connectRow(tokenPool(tokens))(ctx, b)
+		return e.connectRow(tokenPool(tokens), false)(ctx, b)
 	}
 }
 
@@ -227,13 +227,22 @@ func (e *env) passwordFileConf() (string, error) {
 	return "allow_anonymous false\npassword_file " + path + "\n", nil
 }
 
-// connectRow returns a row body that runs the connect load with creds.
-func (e *env) connectRow(creds credentials) func(context.Context, *broker) rowResult {
+// connectRow returns a row body that runs the connect load with creds. With wake, every connect's
+// token goes to the IdP, and the detail column adds how long each CONNACK came after the IdP had
+// written its answer: on 2.1 that answer is taken up by the broker thread only when its event loop
+// wakes.
+func (e *env) connectRow(creds credentials, wake bool) func(context.Context, *broker) rowResult {
 	return func(ctx context.Context, b *broker) rowResult {
+		if wake {
+			e.idp.Record()
+		}
 		c := connectLoad(ctx, b.endpoint, e.opts.workers, e.opts.duration, creds)
 		r := rowResult{unit: "conn/s", ops: c.OK, refused: c.Refused, errors: c.Errors,
 			elapsed: c.Elapsed}
-		var notes []string
+		notes := []string{latencyNote(c.Answers)}
+		if wake {
+			notes = append(notes, wakeNote(c.Answers, e.idp.Answered()))
+		}
 		if c.Refused > 0 {
 			notes = append(notes, fmt.Sprintf("refused with CONNACK code %d", c.RefusedCode))
 		}
@@ -243,9 +252,38 @@ func (e *env) connectRow(creds credentials) func(context.Context, *broker) rowRe
 		if c.FirstErr != nil {
 			notes = append(notes, "first error: "+c.FirstErr.Error())
 		}
-		r.detail = strings.Join(notes, "; ")
+		r.detail = strings.TrimPrefix(strings.Join(notes, "; "), "; ")
 		return r
 	}
+}
+
+// latencyNote gives the 99th percentile of the time from dial to CONNACK over the answered connects.
+func latencyNote(answers []answer) string {
+	if len(answers) == 0 {
+		return ""
+	}
+	took := make([]time.Duration, len(answers))
+	for i, a := range answers {
+		took[i] = a.took
+	}
+	slices.Sort(took)
+	return "connect p99 " + ms(percentile(took, 99))
+}
+
+// wakeNote gives the median and 99th percentile of the time from the IdP's answer for a token being
+// written to the CONNACK of the connect that sent it being read.
+func wakeNote(answers []answer, written map[string]time.Time) string {
+	var wake []time.Duration
+	for _, a := range answers {
+		if t, ok := written[a.password]; ok {
+			wake = append(wake, a.at.Sub(t))
+		}
+	}
+	if len(wake) == 0 {
+		return "no IdP answer matched a CONNACK"
+	}
+	slices.Sort(wake)
+	return fmt.Sprintf("IdP answer→CONNACK p50 %s, p99 %s", ms(percentile(wake, 50)), ms(percentile(wake, 99)))
 }
 
 // stallRow returns a row body that runs one stall window.
@@ -271,7 +309,17 @@ func (e *env) stallRow(warm, slowToken string, precache bool) func(context.Conte
 	}
 }
 
-func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
+// ms prints a duration in milliseconds, with the decimals that matter at its size.
+func ms(d time.Duration) string {
+	v := float64(d) / float64(time.Millisecond)
+	switch {
+	case v < 1 && v > -1:
+		return fmt.Sprintf("%.2f ms", v)
+	case v < 10 && v > -10:
+		return fmt.Sprintf("%.1f ms", v)
+	}
+	return fmt.Sprintf("%.0f ms", v)
+}
 
 // runRow starts a fresh broker for the row, measures the broker's CPU and the IdP's requests around the
 // load, and stops the broker. A broker that fails to start or dies is reported in the row, and the

@@ -78,7 +78,7 @@ func (r *stallResult) summarize(lat []time.Duration) {
 	}
 	slices.Sort(lat)
 	r.Worst = lat[len(lat)-1]
-	r.P99 = lat[(len(lat)*99+99)/100-1] // nearest rank: the ceil(0.99 n)-th smallest
+	r.P99 = percentile(lat, 99)
 	for _, l := range lat {
 		if l > lateThreshold {
 			r.Late++
