@@ -19,7 +19,8 @@ import (
 const (
 	pktConnect    = 0x10
 	pktConnack    = 0x20
-	pktPublish    = 0x30 // QoS 0, no DUP, no RETAIN
+	pktPublish    = 0x30 // QoS 0, no DUP, no RETAIN; QoS 1 is pktPublish | 0x02
+	pktPuback     = 0x40
 	pktSubscribe  = 0x82 // SUBSCRIBE requires flags 0b0010
 	pktSuback     = 0x90
 	pktDisconnect = 0xE0
@@ -112,11 +113,19 @@ func encodeSubscribe(packetID uint16, filter string, qos byte) []byte {
 	return packet(pktSubscribe, body)
 }
 
-// encodePublish builds a QoS 0 PUBLISH, which has no packet identifier.
-func encodePublish(topic string, payload []byte) []byte {
+// encodePublish builds a PUBLISH at QoS 0, which has no packet identifier, or QoS 1, which carries id.
+func encodePublish(topic string, qos byte, id uint16, payload []byte) []byte {
 	body := appendString(nil, topic)
+	if qos > 0 {
+		body = binary.BigEndian.AppendUint16(body, id)
+	}
 	body = append(body, payload...)
-	return packet(pktPublish, body)
+	return packet(pktPublish|qos<<1, body)
+}
+
+// appendPuback appends the PUBACK that acknowledges the QoS 1 PUBLISH with packet identifier id.
+func appendPuback(b []byte, id uint16) []byte {
+	return binary.BigEndian.AppendUint16(append(b, pktPuback, 2), id)
 }
 
 // readPacket reads one whole packet and returns its first byte and the rest after the remaining length.
@@ -139,28 +148,29 @@ func readPacket(r *bufio.Reader) (byte, []byte, error) {
 	return first, body, nil
 }
 
-// decodePublish splits a PUBLISH body into topic and payload, skipping the packet identifier that QoS 1
-// and 2 carry.
-func decodePublish(first byte, body []byte) (string, []byte, error) {
+// decodePublish splits a PUBLISH body into topic, packet identifier (0 at QoS 0, which has none) and
+// payload.
+func decodePublish(first byte, body []byte) (string, uint16, []byte, error) {
 	if first&0xF0 != pktPublish {
-		return "", nil, fmt.Errorf("%w: packet type %#x is not PUBLISH", errMalformed, first)
+		return "", 0, nil, fmt.Errorf("%w: packet type %#x is not PUBLISH", errMalformed, first)
 	}
 	if len(body) < 2 {
-		return "", nil, fmt.Errorf("%w: PUBLISH shorter than its topic length", errMalformed)
+		return "", 0, nil, fmt.Errorf("%w: PUBLISH shorter than its topic length", errMalformed)
 	}
 	n := int(binary.BigEndian.Uint16(body))
 	rest := body[2:]
 	if len(rest) < n {
-		return "", nil, fmt.Errorf("%w: PUBLISH topic runs past the packet", errMalformed)
+		return "", 0, nil, fmt.Errorf("%w: PUBLISH topic runs past the packet", errMalformed)
 	}
 	topic, rest := string(rest[:n]), rest[n:]
+	var id uint16
 	if (first>>1)&0x03 != 0 {
 		if len(rest) < 2 {
-			return "", nil, fmt.Errorf("%w: PUBLISH QoS>0 without packet identifier", errMalformed)
+			return "", 0, nil, fmt.Errorf("%w: PUBLISH QoS>0 without packet identifier", errMalformed)
 		}
-		rest = rest[2:]
+		id, rest = binary.BigEndian.Uint16(rest), rest[2:]
 	}
-	return topic, rest, nil
+	return topic, id, rest, nil
 }
 
 // connackCode checks that a packet is a CONNACK and returns its return code (0 = accepted).

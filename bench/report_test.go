@@ -34,3 +34,20 @@ func TestWakeNoteSubtractsPerToken(t *testing.T) {
 		t.Errorf("wakeNote = %q, want p50 2.0 ms and p99 40 ms", got)
 	}
 }
+
+func TestRatiosPairRoundsAndSkipStarvedOnes(t *testing.T) {
+	a := rowResult{rounds: []float64{100, 0, 90, 50}}
+	b := rowResult{rounds: []float64{50, 10, 0, 100}}
+	got := ratios(a, b)
+	if len(got) != 2 || got[0] != 2 || got[1] != 0.5 {
+		t.Errorf("ratios = %v, want [2 0.5]: rounds 2 and 3 had a row that delivered nothing", got)
+	}
+	if m := median([]float64{3, 1, 2, 10}); m != 2.5 {
+		t.Errorf("median = %v, want 2.5", m)
+	}
+	// Rows that did not run the same rounds compare their rates.
+	c := rowResult{rounds: []float64{30}}
+	if got := ratios(c, b); len(got) != 1 || got[0] != 30/median(b.rounds) {
+		t.Errorf("ratios of unpaired rows = %v", got)
+	}
+}

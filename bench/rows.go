@@ -35,6 +35,9 @@ type rowSpec struct {
 	idpDelay time.Duration // added to every IdP answer during the row
 	conf     func() (string, error)
 	run      func(ctx context.Context, b *broker) rowResult
+	// interleave, when set, makes this spec a group: its rows run on brokers started together, in
+	// rounds (see runRounds), and the spec itself has no row.
+	interleave *messageGroup
 	// ratioTo names the row the "vs no plugin" column divides by: the same broker without the plugin
 	// (or without ACLs), run in the same minute. Empty: no ratio (the stall rows). vsToo names a row
 	// whose ratio the detail column adds (acl_file, for the plugin's message rows).
@@ -55,6 +58,8 @@ type rowResult struct {
 	detail          string
 	failed          string // the broker did not start or died: the numbers are not a measurement
 	ratioTo, vsToo  string // from the rowSpec
+	// rounds holds the rate of each round of an interleaved row; its rate is their median.
+	rounds []float64
 }
 
 // Names of the rows other rows divide by.
@@ -85,12 +90,9 @@ func (e *env) rows() []rowSpec {
 		// anything else in a connect, so these divide by the TLS row without the plugin.
 		against(rowNoPluginTLS, overTLS(noPlugin, passwordFile, warmCache, fresh0)...),
 		[]rowSpec{
-			e.messageRow(1, "no ACL", false, anonymous),
-			e.messageRow(1, "acl_file %u pattern", false, e.aclFileConf),
-			e.messageRow(1, "plugin claim rules", true, e.aclPluginConf),
-			e.messageRow(10, "no ACL", false, anonymous),
-			e.messageRow(10, "acl_file %u pattern", false, e.aclFileConf),
-			e.messageRow(10, "plugin claim rules", true, e.aclPluginConf),
+			e.messageRows(0, 1, anonymous),
+			e.messageRows(0, 10, anonymous),
+			e.messageRows(1, 1, anonymous),
 			// The same message exchange and extra connect without the plugin: what "no stall" looks
 			// like on this machine, for the two rows below to be read against.
 			{name: "stall baseline: no plugin", conf: anonymous, run: e.stallRow(warm, randomToken(slowPrefix), false)},
@@ -181,37 +183,6 @@ func (e *env) aclPluginConf() (string, error) {
 	return conf + "plugin_opt_username_replacement true\nplugin_opt_username_replacement_template %%oidc-username%%\n" +
 		"plugin_opt_acl_rule allow publish tenants/%%claim:tenant%%/%u/#\n" +
 		"plugin_opt_acl_rule allow subscribe tenants/%%claim:tenant%%/#\n", err
-}
-
-// messageRow is a message row: one publisher, fanout subscribers, under the ACL that conf sets up.
-// With the plugin every client sends the same token (one introspection, then the cache), so the row
-// measures ACL checks, not authentication.
-func (e *env) messageRow(fanout int, what string, plugin bool, conf func() (string, error)) rowSpec {
-	prefix := fmt.Sprintf("messages 1→%d: ", fanout)
-	token := ""
-	if plugin {
-		token = randomToken("acl-")
-	}
-	spec := rowSpec{name: prefix + what, plugin: plugin, conf: conf, ratioTo: prefix + "no ACL"}
-	if plugin {
-		spec.vsToo = prefix + "acl_file %u pattern"
-	}
-	spec.run = func(_ context.Context, b *broker) rowResult {
-		users := func(role string, n int) (string, string) {
-			if role == "pub" {
-				return msgPubUser, token
-			}
-			return fmt.Sprintf("dashboard-%d", n), token
-		}
-		m := messageLoad(b.endpoint, fanout, e.opts.duration, users)
-		r := rowResult{unit: "msg/s", ops: m.Delivered, elapsed: m.Elapsed}
-		if m.Err != nil {
-			r.errors = 1
-			r.detail = "error: " + m.Err.Error()
-		}
-		return r
-	}
-	return spec
 }
 
 // passwordFileConf hashes the row's single user with mosquitto_passwd -b, as an operator would.
@@ -325,27 +296,43 @@ func ms(d time.Duration) string {
 // load, and stops the broker. A broker that fails to start or dies is reported in the row, and the
 // remaining rows still run.
 func (e *env) runRow(ctx context.Context, spec rowSpec) rowResult {
+	b, res := e.startRow(spec)
+	if b == nil {
+		return res
+	}
+	res = e.measure(spec, b, func() rowResult { return spec.run(ctx, b) })
+	stopRow(b, &res)
+	return res
+}
+
+// startRow starts the row's broker. A row that cannot run comes back with failed set and no broker.
+func (e *env) startRow(spec rowSpec) (*broker, rowResult) {
 	res := rowResult{name: spec.name, cpuTicks: -1, idpRequests: -1, hz: e.hz, ratioTo: spec.ratioTo, vsToo: spec.vsToo}
 	if spec.plugin && e.opts.plugin == "" {
 		res.failed = "skipped: no -plugin given"
-		return res
+		return nil, res
 	}
 	conf, err := spec.conf()
 	if err != nil {
 		res.failed = "skipped: " + err.Error()
-		return res
+		return nil, res
 	}
 	b, err := startBroker(e.opts.mosquitto, e.tmp, "row", conf, spec.tls)
 	if err != nil {
 		res.failed = "BROKER DID NOT START: " + err.Error()
-		return res
+		return nil, res
 	}
+	return b, res
+}
+
+// measure runs load once on the row's broker b, with the broker's CPU time and the IdP's requests
+// around it.
+func (e *env) measure(spec rowSpec, b *broker, load func() rowResult) rowResult {
 	e.idp.SetDelay(spec.idpDelay)
 	defer e.idp.SetDelay(0)
-
 	cpu0, cpuErr := b.CPUTicks()
 	req0 := e.idp.Requests()
-	r := spec.run(ctx, b)
+	r := load()
 	cpu1, cpuErr1 := b.CPUTicks()
 	r.name, r.hz, r.cpuTicks, r.idpRequests = spec.name, e.hz, -1, -1
 	r.ratioTo, r.vsToo = spec.ratioTo, spec.vsToo
@@ -358,8 +345,12 @@ func (e *env) runRow(ctx context.Context, spec rowSpec) rowResult {
 	if died := b.Died(); died != nil {
 		r.failed = strings.TrimSpace("BROKER DIED during the row: " + died.Error() + " " + b.logTail())
 	}
+	return r
+}
+
+// stopRow stops the row's broker; one that would not stop fails the row, unless it had failed already.
+func stopRow(b *broker, r *rowResult) {
 	if err := b.Stop(); err != nil && r.failed == "" {
 		r.failed = "broker stop: " + err.Error()
 	}
-	return r
 }

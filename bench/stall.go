@@ -104,7 +104,7 @@ func connectAccepted(ep endpoint, clientID, token string) (*mqttConn, error) {
 // subscribe connects the measuring subscriber and waits for its SUBACK, so no message published
 // afterwards can be missed.
 func subscribe(ep endpoint, token string) (*mqttConn, error) {
-	c, err := subscribeAs(ep, "stall-sub", "bench", token, stallTopic)
+	c, err := subscribeAs(ep, "stall-sub", "bench", token, stallTopic, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +128,7 @@ func publishFor(pub *mqttConn, base time.Time, window time.Duration) (int, error
 		}
 		payload := binary.BigEndian.AppendUint64(nil, uint64(time.Since(base)))
 		_ = pub.SetWriteDeadline(time.Now().Add(opTimeout))
-		if _, err := pub.Write(encodePublish(stallTopic, payload)); err != nil {
+		if _, err := pub.Write(encodePublish(stallTopic, 0, 0, payload)); err != nil {
 			return sent, fmt.Errorf("publish message %d: %w", sent, err)
 		}
 		sent++
@@ -145,7 +145,7 @@ func receiveLatencies(sub *mqttConn, base, deadline time.Time) []time.Duration {
 		if err != nil {
 			return lat // the deadline, normally
 		}
-		topic, payload, err := decodePublish(first, body)
+		topic, _, payload, err := decodePublish(first, body)
 		if err != nil || topic != stallTopic || len(payload) != 8 {
 			continue
 		}
