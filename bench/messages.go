@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -129,15 +130,11 @@ var errStalled = fmt.Errorf("nothing delivered or acknowledged for %v", msgStall
 
 // round publishes qos messages to msgTopic for duration, never more than msgWindow ahead of the
 // slowest subscriber and, at QoS 1, never more than msgInflight ahead of its PUBACKs: the rate is what
-// the broker sustains, and no message is dropped for a full queue. It starts once the previous round's
-// messages have all arrived, so every round starts with nothing in flight.
+// the broker sustains, and no message is dropped for a full queue. Then it waits for every message
+// sent to arrive, and counts that time too: counting only what arrived within duration would leave out
+// a full window of messages, a larger share of a slower row's round, and bias every ratio. So each
+// round starts with nothing in flight.
 func (s *messageSession) round(duration time.Duration) messageCounts {
-	drained := time.Now().Add(msgStalled)
-	for s.err() == nil && (s.slowest() < s.sent || s.qos > 0 && s.acked.Load() < s.sent) {
-		if !s.wait(time.Until(drained)) && time.Now().After(drained) {
-			return messageCounts{Err: fmt.Errorf("the previous round's messages: %w", errStalled)}
-		}
-	}
 	// The publisher waits for room for a whole batch rather than sending one message per wake-up; at
 	// QoS 1 for half its in-flight window, so the broker always has messages in hand.
 	need := int64(msgBatch)
@@ -177,13 +174,31 @@ func (s *messageSession) round(duration time.Duration) messageCounts {
 			s.sent += room
 		}
 	}
+	if err == nil {
+		err = s.drain()
+	}
 	return messageCounts{Delivered: s.slowest() - first, Elapsed: time.Since(start), Err: err}
+}
+
+// drain waits until every subscriber has received, and at QoS 1 the publisher has had acknowledged,
+// every message sent.
+func (s *messageSession) drain() error {
+	deadline := time.Now().Add(msgStalled)
+	for s.slowest() < s.sent || s.qos > 0 && s.acked.Load() < s.sent {
+		if err := s.err(); err != nil {
+			return err
+		}
+		if !s.wait(time.Until(deadline)) && time.Now().After(deadline) {
+			return fmt.Errorf("%d messages sent not delivered: %w", s.sent-s.slowest(), errStalled)
+		}
+	}
+	return s.err()
 }
 
 // close stops the readers and disconnects every client.
 func (s *messageSession) close() {
 	s.closing.Store(true)
-	conns := s.subs
+	conns := slices.Clip(s.subs)
 	if s.pub != nil {
 		conns = append(conns, s.pub)
 	}
@@ -196,10 +211,10 @@ func (s *messageSession) close() {
 	}
 }
 
-// readMessages reads c until an error (the caller ends it with a read deadline), counting PUBLISHes (a subscriber) or PUBACKs (the publisher)
-// in n and signalling progress after each. A subscriber acknowledges each QoS 1 PUBLISH; its PUBACKs
-// go out together once it has read all that had arrived, as a client library's would under load (the
-// broker stops at 20 unacknowledged, so that is soon).
+// readMessages reads c until an error (the caller ends it with a read deadline), counting PUBLISHes
+// (a subscriber) or PUBACKs (the publisher) in n and signalling progress after each. A subscriber
+// acknowledges each QoS 1 PUBLISH; its PUBACKs go out together once it has read all that had arrived,
+// as a client library's would under load (the broker stops at 20 unacknowledged, so that is soon).
 func readMessages(c *mqttConn, publisher bool, n *atomic.Int64, progress chan<- struct{}) error {
 	var acks []byte
 	for {
