@@ -51,3 +51,42 @@ func TestRatiosPairRoundsAndSkipStarvedOnes(t *testing.T) {
 		t.Errorf("ratios of unpaired rows = %v", got)
 	}
 }
+
+func TestRoundOrderIsBalanced(t *testing.T) {
+	const n = 4
+	position := map[[2]int]int{} // {row, position} → rounds
+	follows := map[[2]int]int{}  // {row, row run just before} → times, within rounds
+	last := -1
+	for r := range n {
+		order := roundOrder(n, r)
+		if order[0] == last {
+			t.Errorf("round %d starts with row %d, which ended round %d", r, last, r-1)
+		}
+		for k, row := range order {
+			position[[2]int{row, k}]++
+			if k > 0 {
+				follows[[2]int{row, order[k-1]}]++
+			}
+		}
+		last = order[n-1]
+	}
+	for row := range n {
+		for k := range n {
+			if position[[2]int{row, k}] != 1 {
+				t.Errorf("row %d ran %d times in position %d over %d rounds, want 1", row, position[[2]int{row, k}], k, n)
+			}
+		}
+		for prev := range n {
+			if want := 1 - b2i(prev == row); follows[[2]int{row, prev}] != want {
+				t.Errorf("row %d ran right after row %d %d times, want %d", row, prev, follows[[2]int{row, prev}], want)
+			}
+		}
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
