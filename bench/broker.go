@@ -18,7 +18,7 @@ import (
 // broker is one running Mosquitto, started fresh for one row so no row inherits another's sessions,
 // caches or connection backlog.
 type broker struct {
-	Addr    string
+	endpoint
 	cmd     *exec.Cmd
 	logPath string
 	exited  chan struct{}
@@ -27,8 +27,12 @@ type broker struct {
 
 // brokerConfig writes a mosquitto.conf for a listener on 127.0.0.1:port plus the row's extra lines.
 // Logging goes to a file with errors and warnings only: per-connect notice lines would cost broker CPU
-// that belongs to no configuration, yet a crash must leave a trace.
-func brokerConfig(dir string, port int, extra string) (string, string, error) {
+// that belongs to no configuration, yet a crash must leave a trace. max_keepalive and set_tcp_nodelay
+// are there because operators write them: on 2.1 max_keepalive refuses a 3.1.1 client asking for
+// keepalive 0 or above it (the bench's clients ask for clientKeepAlive), and nodelay changes when
+// small packets leave.
+// With certFile and keyFile the listener speaks TLS only, as an internet-facing one does.
+func brokerConfig(dir string, port int, certFile, keyFile, extra string) (string, string, error) {
 	logPath := filepath.Join(dir, "mosquitto.log")
 	var b strings.Builder
 	if os.Geteuid() == 0 {
@@ -36,8 +40,12 @@ func brokerConfig(dir string, port int, extra string) (string, string, error) {
 		b.WriteString("user root\n")
 	}
 	fmt.Fprintf(&b, "listener %d 127.0.0.1\n", port)
+	if certFile != "" {
+		fmt.Fprintf(&b, "certfile %s\nkeyfile %s\n", certFile, keyFile)
+	}
 	fmt.Fprintf(&b, "log_dest file %s\nlog_type error\nlog_type warning\n", logPath)
 	b.WriteString("max_connections -1\npersistence false\n")
+	b.WriteString("max_keepalive 600\nset_tcp_nodelay true\n")
 	b.WriteString(extra)
 	confPath := filepath.Join(dir, "mosquitto.conf")
 	if err := os.WriteFile(confPath, []byte(b.String()), 0o600); err != nil {
@@ -47,8 +55,20 @@ func brokerConfig(dir string, port int, extra string) (string, string, error) {
 }
 
 // startBroker writes the config into a new directory under tmp, starts mosquitto -c on it and waits up
-// to 10 s for the port to accept connections.
-func startBroker(mosquitto, tmp, name, extra string) (*broker, error) {
+// to 10 s for the port to accept connections. withTLS gives the listener a certificate made for the
+// row (see tlsFiles); the returned broker's endpoint then dials with TLS.
+func startBroker(mosquitto, tmp, name, extra string, withTLS bool) (*broker, error) {
+	for attempt := 1; ; attempt++ {
+		b, err := startBrokerOnce(mosquitto, tmp, name, extra, withTLS)
+		// The port freePort found was taken before the broker bound it: by another process, or by one
+		// of this run's own client sockets, which draw from the same range. Another port will do.
+		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "Address already in use") {
+			return b, err
+		}
+	}
+}
+
+func startBrokerOnce(mosquitto, tmp, name, extra string, withTLS bool) (*broker, error) {
 	dir, err := os.MkdirTemp(tmp, name+"-")
 	if err != nil {
 		return nil, fmt.Errorf("broker dir: %w", err)
@@ -57,11 +77,18 @@ func startBroker(mosquitto, tmp, name, extra string) (*broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	confPath, logPath, err := brokerConfig(dir, port, extra)
+	b := &broker{endpoint: endpoint{Addr: fmt.Sprintf("127.0.0.1:%d", port)}, exited: make(chan struct{})}
+	var certFile, keyFile string
+	if withTLS {
+		if certFile, keyFile, b.TLS, err = tlsFiles(dir); err != nil {
+			return nil, err
+		}
+	}
+	confPath, logPath, err := brokerConfig(dir, port, certFile, keyFile, extra)
 	if err != nil {
 		return nil, err
 	}
-	b := &broker{Addr: fmt.Sprintf("127.0.0.1:%d", port), logPath: logPath, exited: make(chan struct{})}
+	b.logPath = logPath
 	b.cmd = exec.Command(mosquitto, "-c", confPath)
 	var stderr bytes.Buffer
 	b.cmd.Stdout, b.cmd.Stderr = &stderr, &stderr
@@ -201,8 +228,8 @@ func clockTicksPerSecond() int {
 	return 100
 }
 
-// freePort asks the kernel for a free TCP port on 127.0.0.1. Another process could take it before the
-// broker binds it; startBroker then fails loudly rather than measuring the wrong thing.
+// freePort asks the kernel for a free TCP port on 127.0.0.1. Another socket could take it before the
+// broker binds it; startBroker then tries another.
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

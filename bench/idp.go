@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,6 +43,8 @@ type fakeIdP struct {
 
 	mu   sync.Mutex
 	seen map[string]bool // slowLaterPrefix tokens already answered once
+	// answered, while not nil, records when the answer for each token was written (see Record).
+	answered map[string]time.Time
 }
 
 // startIdP listens on a free 127.0.0.1 port and serves /introspect, and discovery and the JWT key set,
@@ -80,6 +84,23 @@ func (i *fakeIdP) Close() {
 // SetDelay makes every later answer wait d first (the 5 ms row).
 func (i *fakeIdP) SetDelay(d time.Duration) { i.delayNs.Store(int64(d)) }
 
+// Record starts recording, per token, when each answer has been written to the plugin's connection,
+// and forgets what an earlier Record kept.
+func (i *fakeIdP) Record() {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.answered = map[string]time.Time{}
+}
+
+// Answered stops recording and returns the times recorded since Record.
+func (i *fakeIdP) Answered() map[string]time.Time {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	a := i.answered
+	i.answered = nil
+	return a
+}
+
 // Requests returns how many requests (introspection, discovery, key set) have arrived so far.
 func (i *fakeIdP) Requests() int64 { return i.requests.Load() }
 
@@ -100,8 +121,19 @@ func (i *fakeIdP) introspect(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// With its length declared and flushed, the answer is complete on the wire when Flush returns: the
+	// moment the wake-up latency counts from.
+	body := fmt.Sprintf(`{"active":true,"sub":"x","username":%q,"tenant":%q,"exp":%d}`, msgPubUser, msgTenant, time.Now().Add(time.Hour).Unix())
 	w.Header().Set("Content-Type", "application/json")
-	fmt.Fprintf(w, `{"active":true,"sub":"x","username":%q,"tenant":%q,"exp":%d}`, msgPubUser, msgTenant, time.Now().Add(time.Hour).Unix())
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	_, _ = io.WriteString(w, body)
+	http.NewResponseController(w).Flush()
+	written := time.Now()
+	i.mu.Lock()
+	if i.answered != nil {
+		i.answered[token] = written
+	}
+	i.mu.Unlock()
 }
 
 // tokenDelay is the extra wait for the stall rows' special tokens.

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,11 +45,20 @@ type connectCounts struct {
 	FirstErr            error
 	RefusedCode         byte // one of the refusal return codes, to print
 	Exhausted           bool // the credentials ran out before duration passed
+	// Answers holds one entry per connect that got a CONNACK, accepted or refused.
+	Answers []answer
+}
+
+// answer is one connect that got its CONNACK.
+type answer struct {
+	password string        // the token, to match with the fake IdP's record of its answer
+	at       time.Time     // when the CONNACK had been read
+	took     time.Duration // from the start of the dial to then, the TLS handshake included
 }
 
 // connectLoad runs `workers` goroutines that connect, check the CONNACK and disconnect until duration
 // passes (or ctx ends). Every connect uses a unique client id so the broker never takes over a session.
-func connectLoad(ctx context.Context, addr string, workers int, duration time.Duration, creds credentials) connectCounts {
+func connectLoad(ctx context.Context, ep endpoint, workers int, duration time.Duration, creds credentials) connectCounts {
 	var ok, refused, errs atomic.Int64
 	var lastCode atomic.Uint32
 	var once sync.Once
@@ -56,6 +66,7 @@ func connectLoad(ctx context.Context, addr string, workers int, duration time.Du
 	var res connectCounts
 	end := time.Now().Add(duration)
 	start := time.Now()
+	answers := make([][]answer, workers) // one slice per worker: no lock on the hot path
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
@@ -65,7 +76,11 @@ func connectLoad(ctx context.Context, addr string, workers int, duration time.Du
 					exhausted.Store(true)
 					break
 				}
-				code, err := connectOnce(addr, fmt.Sprintf("bench-%d-%d", w, n), user, pass)
+				start := time.Now()
+				code, at, err := connectOnce(ep, fmt.Sprintf("bench-%d-%d", w, n), user, pass)
+				if err == nil {
+					answers[w] = append(answers[w], answer{password: pass, at: at, took: at.Sub(start)})
+				}
 				switch {
 				case err != nil:
 					errs.Add(1)
@@ -81,6 +96,7 @@ func connectLoad(ctx context.Context, addr string, workers int, duration time.Du
 		})
 	}
 	wg.Wait()
+	res.Answers = slices.Concat(answers...)
 	res.OK, res.Refused, res.Errors = ok.Load(), refused.Load(), errs.Load()
 	res.RefusedCode = byte(lastCode.Load())
 	res.Elapsed = time.Since(start)
@@ -88,16 +104,18 @@ func connectLoad(ctx context.Context, addr string, workers int, duration time.Du
 	return res
 }
 
-// connectOnce does one full connect/CONNACK/DISCONNECT cycle and returns the CONNACK return code.
-func connectOnce(addr, clientID, user, pass string) (byte, error) {
-	c, code, err := dialConnect(addr, clientID, user, pass, opTimeout)
+// connectOnce does one full connect/CONNACK/DISCONNECT cycle and returns the CONNACK return code and
+// when the CONNACK had been read.
+func connectOnce(ep endpoint, clientID, user, pass string) (byte, time.Time, error) {
+	c, code, err := dialConnect(ep, clientID, user, pass, opTimeout)
+	at := time.Now()
 	if err != nil {
-		return 0, err
+		return 0, at, err
 	}
 	if code != 0 {
 		c.Close() // the broker closes after a refusal; no DISCONNECT to send
-		return code, nil
+		return code, at, nil
 	}
 	c.disconnect()
-	return 0, nil
+	return 0, at, nil
 }

@@ -21,7 +21,9 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -32,6 +34,9 @@ type options struct {
 	mosquitto, passwd, plugin, label string
 	duration                         time.Duration
 	workers                          int
+	msgRound                         time.Duration // one round of a message row
+	msgRounds                        int
+	only                             *regexp.Regexp // nil: every row
 }
 
 func parseFlags() (options, error) {
@@ -43,12 +48,26 @@ func parseFlags() (options, error) {
 	flag.StringVar(&o.label, "broker-label", "", "same as -label")
 	flag.DurationVar(&o.duration, "duration", 3*time.Second, "how long each connect row runs")
 	flag.IntVar(&o.workers, "workers", 64, "concurrent connecting clients per connect row")
+	flag.DurationVar(&o.msgRound, "msg-round", 100*time.Millisecond, "how long each message row runs per round")
+	flag.IntVar(&o.msgRounds, "msg-rounds", 48, "rounds of each message row; its rate is their median (a multiple of 4 keeps the order balanced)")
+	only := flag.String("only", "", "run only the rows whose name matches this regexp (and the rows they divide by)")
 	flag.Parse()
+	if *only != "" {
+		re, err := regexp.Compile(*only)
+		if err != nil {
+			return o, fmt.Errorf("-only: %w", err)
+		}
+		o.only = re
+	}
 	switch {
 	case o.duration <= 0 || o.duration > 10*time.Minute:
 		return o, fmt.Errorf("-duration %v: want more than 0 and at most 10m", o.duration)
 	case o.workers < 1 || o.workers > 1024:
 		return o, fmt.Errorf("-workers %d: want 1 to 1024", o.workers)
+	case o.msgRound <= 0 || o.msgRound > time.Minute:
+		return o, fmt.Errorf("-msg-round %v: want more than 0 and at most 1m", o.msgRound)
+	case o.msgRounds < 1 || o.msgRounds > 1000:
+		return o, fmt.Errorf("-msg-rounds %d: want 1 to 1000", o.msgRounds)
 	case o.plugin != "" && !filepath.IsAbs(o.plugin):
 		return o, fmt.Errorf("-plugin %s: must be absolute (the broker runs in a temp dir)", o.plugin)
 	}
@@ -115,11 +134,15 @@ func run() error {
 	env := &env{opts: o, tmp: tmp, idp: idp, hz: clockTicksPerSecond()}
 	printHeader(o, env.hz)
 	var results []rowResult
-	for _, r := range env.rows() {
+	for _, r := range selectRows(env.rows(), o.only) {
 		if ctx.Err() != nil {
 			break
 		}
 		fmt.Fprintf(os.Stderr, "running: %s\n", r.name)
+		if r.interleave != nil {
+			results = append(results, env.runRounds(ctx, r.interleave)...)
+			continue
+		}
 		res := env.runRow(ctx, r)
 		if len(results) == 0 && res.elapsed > 0 {
 			env.ceiling = float64(res.ops) / res.elapsed.Seconds()
@@ -127,11 +150,27 @@ func run() error {
 		results = append(results, res)
 	}
 	printTable(os.Stdout, results)
-	fmt.Printf("\ntotal run time %.1fs\n", time.Since(start).Seconds())
+	fmt.Printf("\ntotal run time %.1fs, load %s at the end\n", time.Since(start).Seconds(), loadAverage())
 	if ctx.Err() != nil {
 		return errors.New("interrupted")
 	}
 	return failures(results)
+}
+
+// selectRows keeps the rows whose name only matches, and the rows their ratios divide by. A group of
+// interleaved rows is kept whole when its name or one of its rows' matches.
+func selectRows(specs []rowSpec, only *regexp.Regexp) []rowSpec {
+	if only == nil {
+		return specs
+	}
+	keep := map[string]bool{}
+	for _, s := range specs {
+		if only.MatchString(s.name) || s.interleave != nil &&
+			slices.ContainsFunc(s.interleave.rows, func(m rowSpec) bool { return only.MatchString(m.name) }) {
+			keep[s.name], keep[s.ratioTo], keep[s.vsToo] = true, true, true
+		}
+	}
+	return slices.DeleteFunc(specs, func(s rowSpec) bool { return !keep[s.name] })
 }
 
 // failures makes the exit status non-zero when a broker did not start or died, so `make bench` cannot
@@ -155,10 +194,21 @@ func printHeader(o options, hz int) {
 	if label == "" {
 		label = "-"
 	}
-	fmt.Printf("%s | label: %s | workers %d | duration %v/row | GOMAXPROCS %d | %s\n",
-		brokerVersion(o.mosquitto), label, o.workers, o.duration, runtime.GOMAXPROCS(0),
-		time.Now().Format(time.RFC3339))
+	fmt.Printf("%s | label: %s | connect rows: %v, %d workers | message rows: %d rounds of %v | GOMAXPROCS %d | load %s | %s\n",
+		brokerVersion(o.mosquitto), label, o.duration, o.workers, o.msgRounds, o.msgRound,
+		runtime.GOMAXPROCS(0), loadAverage(), time.Now().Format(time.RFC3339))
 	fmt.Printf("broker %s, plugin %s, CPU from /proc/PID/stat at %d ticks/s\n\n", o.mosquitto, o.plugin, hz)
+}
+
+// loadAverage is the machine's 1-minute load average from /proc/loadavg: how much else wanted the
+// CPUs (this run's own load generator and broker count too), for whoever reads the table to judge.
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	avg, _, _ := strings.Cut(string(data), " ")
+	return avg
 }
 
 // randomToken returns prefix followed by 16 random hex bytes, so tokens never repeat across rows.

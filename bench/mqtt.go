@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -11,13 +13,14 @@ import (
 )
 
 // The bench speaks just enough MQTT 3.1.1 by hand: a client library would add its own goroutines,
-// buffering and retries to every connect and blur what the broker itself costs.
+// buffering and retries to every connect and blur what the broker itself costs. TLS is crypto/tls.
 
 // MQTT 3.1.1 fixed-header first bytes of the packets the bench sends or expects.
 const (
 	pktConnect    = 0x10
 	pktConnack    = 0x20
-	pktPublish    = 0x30 // QoS 0, no DUP, no RETAIN
+	pktPublish    = 0x30 // QoS 0, no DUP, no RETAIN; QoS 1 is pktPublish | 0x02
+	pktPuback     = 0x40
 	pktSubscribe  = 0x82 // SUBSCRIBE requires flags 0b0010
 	pktSuback     = 0x90
 	pktDisconnect = 0xE0
@@ -29,6 +32,10 @@ const maxRemainingLength = 268_435_455
 // maxPacket bounds what readPacket accepts: the bench only ever receives tiny packets, so anything
 // bigger means the stream is out of sync and must not make it allocate 256 MiB.
 const maxPacket = 64 << 10
+
+// clientKeepAlive is the keepalive every bench client asks for, in seconds: within the bench
+// broker's max_keepalive 600, which a 2.1 broker enforces on 3.1.1 clients with CONNACK 2.
+const clientKeepAlive = 60
 
 // disconnectPacket is the whole DISCONNECT packet: no variable header, no payload.
 var disconnectPacket = []byte{pktDisconnect, 0x00}
@@ -106,11 +113,19 @@ func encodeSubscribe(packetID uint16, filter string, qos byte) []byte {
 	return packet(pktSubscribe, body)
 }
 
-// encodePublish builds a QoS 0 PUBLISH, which has no packet identifier.
-func encodePublish(topic string, payload []byte) []byte {
+// encodePublish builds a PUBLISH at QoS 0, which has no packet identifier, or QoS 1, which carries id.
+func encodePublish(topic string, qos byte, id uint16, payload []byte) []byte {
 	body := appendString(nil, topic)
+	if qos > 0 {
+		body = binary.BigEndian.AppendUint16(body, id)
+	}
 	body = append(body, payload...)
-	return packet(pktPublish, body)
+	return packet(pktPublish|qos<<1, body)
+}
+
+// appendPuback appends the PUBACK that acknowledges the QoS 1 PUBLISH with packet identifier id.
+func appendPuback(b []byte, id uint16) []byte {
+	return binary.BigEndian.AppendUint16(append(b, pktPuback, 2), id)
 }
 
 // readPacket reads one whole packet and returns its first byte and the rest after the remaining length.
@@ -133,28 +148,29 @@ func readPacket(r *bufio.Reader) (byte, []byte, error) {
 	return first, body, nil
 }
 
-// decodePublish splits a PUBLISH body into topic and payload, skipping the packet identifier that QoS 1
-// and 2 carry.
-func decodePublish(first byte, body []byte) (string, []byte, error) {
+// decodePublish splits a PUBLISH body into topic, packet identifier (0 at QoS 0, which has none) and
+// payload.
+func decodePublish(first byte, body []byte) (string, uint16, []byte, error) {
 	if first&0xF0 != pktPublish {
-		return "", nil, fmt.Errorf("%w: packet type %#x is not PUBLISH", errMalformed, first)
+		return "", 0, nil, fmt.Errorf("%w: packet type %#x is not PUBLISH", errMalformed, first)
 	}
 	if len(body) < 2 {
-		return "", nil, fmt.Errorf("%w: PUBLISH shorter than its topic length", errMalformed)
+		return "", 0, nil, fmt.Errorf("%w: PUBLISH shorter than its topic length", errMalformed)
 	}
 	n := int(binary.BigEndian.Uint16(body))
 	rest := body[2:]
 	if len(rest) < n {
-		return "", nil, fmt.Errorf("%w: PUBLISH topic runs past the packet", errMalformed)
+		return "", 0, nil, fmt.Errorf("%w: PUBLISH topic runs past the packet", errMalformed)
 	}
 	topic, rest := string(rest[:n]), rest[n:]
+	var id uint16
 	if (first>>1)&0x03 != 0 {
 		if len(rest) < 2 {
-			return "", nil, fmt.Errorf("%w: PUBLISH QoS>0 without packet identifier", errMalformed)
+			return "", 0, nil, fmt.Errorf("%w: PUBLISH QoS>0 without packet identifier", errMalformed)
 		}
-		rest = rest[2:]
+		id, rest = binary.BigEndian.Uint16(rest), rest[2:]
 	}
-	return topic, rest, nil
+	return topic, id, rest, nil
 }
 
 // connackCode checks that a packet is a CONNACK and returns its return code (0 = accepted).
@@ -171,20 +187,35 @@ type mqttConn struct {
 	r *bufio.Reader
 }
 
-// dialConnect opens a TCP connection, sends CONNECT and waits for the CONNACK, all within timeout. It
+// endpoint is where a broker listens, and how to reach it: plain TCP, or TLS when TLS is set.
+type endpoint struct {
+	Addr string
+	TLS  *tls.Config
+}
+
+// dial opens a connection and, for TLS, completes the handshake before deadline.
+func (ep endpoint) dial(deadline time.Time) (net.Conn, error) {
+	d := &net.Dialer{Deadline: deadline}
+	if ep.TLS == nil {
+		return d.Dial("tcp", ep.Addr)
+	}
+	return (&tls.Dialer{NetDialer: d, Config: ep.TLS}).DialContext(context.Background(), "tcp", ep.Addr)
+}
+
+// dialConnect opens a connection, sends CONNECT and waits for the CONNACK, all within timeout. It
 // returns the CONNACK return code; a refusal (non-zero code) is not an error, the caller counts it.
-func dialConnect(addr, clientID, username, password string, timeout time.Duration) (*mqttConn, byte, error) {
+func dialConnect(ep endpoint, clientID, username, password string, timeout time.Duration) (*mqttConn, byte, error) {
 	deadline := time.Now().Add(timeout)
-	nc, err := net.DialTimeout("tcp", addr, timeout)
+	nc, err := ep.dial(deadline)
 	if err != nil {
-		return nil, 0, fmt.Errorf("dial %s: %w", addr, err)
+		return nil, 0, fmt.Errorf("dial %s: %w", ep.Addr, err)
 	}
 	c := &mqttConn{Conn: nc, r: bufio.NewReaderSize(nc, 512)}
 	if err := c.SetDeadline(deadline); err != nil {
 		c.Close()
 		return nil, 0, fmt.Errorf("set deadline: %w", err)
 	}
-	if _, err := c.Write(encodeConnect(clientID, username, password, 60)); err != nil {
+	if _, err := c.Write(encodeConnect(clientID, username, password, clientKeepAlive)); err != nil {
 		c.Close()
 		return nil, 0, fmt.Errorf("write CONNECT: %w", err)
 	}

@@ -84,32 +84,41 @@ func TestEncodeSubscribe(t *testing.T) {
 
 func TestPublishRoundTrip(t *testing.T) {
 	payload := bytes.Repeat([]byte{0xAB}, 200)
-	r := bufio.NewReader(bytes.NewReader(encodePublish("bench/stall", payload)))
-	first, body, err := readPacket(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	topic, got, err := decodePublish(first, body)
-	if err != nil || topic != "bench/stall" || !bytes.Equal(got, payload) {
-		t.Errorf("decodePublish = %q, %d bytes, %v", topic, len(got), err)
+	for _, qos := range []byte{0, 1} {
+		r := bufio.NewReader(bytes.NewReader(encodePublish("bench/stall", qos, 0xBEEF, payload)))
+		first, body, err := readPacket(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		topic, id, got, err := decodePublish(first, body)
+		wantID := uint16(0xBEEF) * uint16(qos)
+		if err != nil || first != pktPublish|qos<<1 || topic != "bench/stall" || id != wantID || !bytes.Equal(got, payload) {
+			t.Errorf("QoS %d: decodePublish = %#x %q id %#x, %d bytes, %v", qos, first, topic, id, len(got), err)
+		}
 	}
 }
 
-func TestDecodePublishQoS1SkipsPacketID(t *testing.T) {
+func TestDecodePublishQoS1PacketID(t *testing.T) {
 	body := []byte{0, 1, 't', 0x12, 0x34, 'p'}
-	topic, payload, err := decodePublish(0x32, body)
-	if err != nil || topic != "t" || string(payload) != "p" {
-		t.Errorf("QoS 1 PUBLISH = %q, %q, %v", topic, payload, err)
+	topic, id, payload, err := decodePublish(0x32, body)
+	if err != nil || topic != "t" || id != 0x1234 || string(payload) != "p" {
+		t.Errorf("QoS 1 PUBLISH = %q, %#x, %q, %v", topic, id, payload, err)
+	}
+}
+
+func TestAppendPuback(t *testing.T) {
+	if got, want := appendPuback([]byte{1}, 0x1234), []byte{1, 0x40, 2, 0x12, 0x34}; !bytes.Equal(got, want) {
+		t.Errorf("PUBACK = % x, want % x", got, want)
 	}
 }
 
 func TestDecodePublishMalformed(t *testing.T) {
 	for _, body := range [][]byte{{}, {0}, {0, 5, 'a'}} {
-		if _, _, err := decodePublish(0x30, body); !errors.Is(err, errMalformed) {
+		if _, _, _, err := decodePublish(0x30, body); !errors.Is(err, errMalformed) {
 			t.Errorf("body % x: err = %v, want errMalformed", body, err)
 		}
 	}
-	if _, _, err := decodePublish(0x20, []byte{0, 0}); !errors.Is(err, errMalformed) {
+	if _, _, _, err := decodePublish(0x20, []byte{0, 0}); !errors.Is(err, errMalformed) {
 		t.Errorf("CONNACK as PUBLISH: err = %v", err)
 	}
 }

@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -11,36 +13,46 @@ import (
 // survive a busy shared machine far better than the absolute rate does.
 var tableHeader = []string{"row", "rate", "vs no plugin", "broker CPU/op", "ok", "refused", "errors", "IdP req", "detail"}
 
-// printTable writes the results as an aligned markdown table. The first result is the baseline.
+// printTable writes the results as an aligned markdown table. Each row's ratio divides by the row its
+// ratioTo names, from the same run.
 func printTable(w io.Writer, results []rowResult) {
-	var base float64
-	if len(results) > 0 && results[0].failed == "" {
-		base = results[0].rate()
-	}
-	rates := make(map[string]float64, len(results))
+	measured := make(map[string]rowResult, len(results))
 	for _, r := range results {
-		if r.failed == "" {
-			rates[r.name] = r.rate()
+		if r.failed == "" && r.rate() > 0 {
+			measured[r.name] = r
 		}
 	}
 	cells := [][]string{tableHeader}
 	for _, r := range results {
-		if r.ratioTo != "" {
-			r.comparableToBase = true
-			base := rates[r.ratioTo]
-			if v := rates[r.vsToo]; v > 0 {
-				r.detail = strings.TrimPrefix(r.detail+fmt.Sprintf("; %.2fx of acl_file", r.rate()/v), "; ")
-			}
-			cells = append(cells, r.cells(base))
-			continue
+		ratio := "-"
+		if base, ok := measured[r.ratioTo]; ok && r.failed == "" {
+			ratio = fmt.Sprintf("%.2fx", median(ratios(r, base)))
 		}
-		cells = append(cells, r.cells(base))
+		if vs, ok := measured[r.vsToo]; ok && r.failed == "" {
+			rs := ratios(r, vs)
+			note := fmt.Sprintf("%.2fx of acl_file", median(rs))
+			if len(rs) >= 4 {
+				slices.Sort(rs)
+				note += fmt.Sprintf(" (middle half of rounds %.2f–%.2f)", rs[len(rs)/4], rs[len(rs)-1-len(rs)/4])
+			}
+			r.detail = strings.TrimPrefix(r.detail+"; "+note, "; ")
+		}
+		cells = append(cells, r.cells(ratio))
 	}
 	writeAligned(w, cells)
 }
 
-// rate is operations per second of wall time.
+// percentile returns the nearest-rank p-th percentile of sorted (not empty): the ceil(p/100 n)-th
+// smallest value.
+func percentile(sorted []time.Duration, p int) time.Duration {
+	return sorted[(len(sorted)*p+99)/100-1]
+}
+
+// rate is operations per second of wall time; for an interleaved row, the median of its rounds'.
 func (r rowResult) rate() float64 {
+	if len(r.rounds) > 0 {
+		return median(r.rounds)
+	}
 	if r.elapsed <= 0 {
 		return 0
 	}
@@ -56,18 +68,14 @@ func (r rowResult) cpuPerOp() string {
 	return fmt.Sprintf("%.1f µs", us)
 }
 
-// cells formats one row; base is the no-plugin rate (0 when it is not known).
-func (r rowResult) cells(base float64) []string {
+// cells formats one row, with ratio already formatted.
+func (r rowResult) cells(ratio string) []string {
 	switch {
 	case r.failed != "" && r.elapsed == 0: // never ran
 		return []string{r.name, "-", "-", "-", "-", "-", "-", "-", r.failed}
 	case r.failed != "": // ran, but on a broker that died: counts only, no rates
 		detail := strings.TrimSuffix(r.failed+"; "+r.detail, "; ")
 		return []string{r.name, "-", "-", "-", fmt.Sprint(r.ops), fmt.Sprint(r.refused), fmt.Sprint(r.errors), "-", detail}
-	}
-	ratio := "-"
-	if r.comparableToBase && base > 0 {
-		ratio = fmt.Sprintf("%.2fx", r.rate()/base)
 	}
 	idp := "-"
 	if r.idpRequests >= 0 {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -30,62 +31,95 @@ type env struct {
 type rowSpec struct {
 	name     string
 	plugin   bool          // needs -plugin; the fake IdP's requests are counted
+	tls      bool          // the broker's listener speaks TLS only (see tlsFiles)
 	idpDelay time.Duration // added to every IdP answer during the row
 	conf     func() (string, error)
 	run      func(ctx context.Context, b *broker) rowResult
+	// interleave, when set, makes this spec a group: its rows run on brokers started together, in
+	// rounds (see runRounds), and the spec itself has no row.
+	interleave *messageGroup
+	// ratioTo names the row the "vs no plugin" column divides by: the same broker without the plugin
+	// (or without ACLs), run in the same minute. Empty: no ratio (the stall rows). vsToo names a row
+	// whose ratio the detail column adds (acl_file, for the plugin's message rows).
+	ratioTo, vsToo string
 }
 
 // rowResult is one line of the table. Ops is connects accepted (connect rows) or messages delivered
-// (stall rows); the ratio and the CPU per op are derived from it.
+// (message and stall rows); the ratio and the CPU per op are derived from it.
 type rowResult struct {
-	name             string
-	unit             string // "conn/s" or "msg/s"
-	ops              int64
-	refused, errors  int64
-	elapsed          time.Duration
-	cpuTicks         int64 // -1 when unknown
-	hz               int
-	idpRequests      int64 // -1 when the row has no plugin
-	detail           string
-	failed           string // the broker did not start or died: the numbers are not a measurement
-	comparableToBase bool   // a connect row, comparable to the no-plugin row
-	// ratioTo names the row a message row's ratio divides by (its no-ACL row); vsToo names a row whose
-	// ratio the detail column adds (acl_file, for the plugin's message rows).
-	ratioTo, vsToo string
+	name            string
+	unit            string // "conn/s" or "msg/s"
+	ops             int64
+	refused, errors int64
+	elapsed         time.Duration
+	cpuTicks        int64 // -1 when unknown
+	hz              int
+	idpRequests     int64 // -1 when the row has no plugin
+	detail          string
+	failed          string // the broker did not start or died: the numbers are not a measurement
+	ratioTo, vsToo  string // from the rowSpec
+	// rounds holds the rate of each round of an interleaved row; its rate is their median.
+	rounds []float64
 }
+
+// Names of the rows other rows divide by.
+const (
+	rowNoPlugin    = "no plugin"
+	rowNoPluginTLS = rowNoPlugin + ", TLS" // as overTLS names it
+)
 
 // rows lists the table's rows in order; the first is the baseline the ratios divide by.
 func (e *env) rows() []rowSpec {
 	fresh := freshTokens()
 	warm := randomToken("warm-")
-	return []rowSpec{
-		{name: "no plugin", conf: constConf("allow_anonymous true\n"),
-			run: e.connectRow(fixedCredentials("", ""))},
-		{name: "password_file", conf: e.passwordFileConf,
-			run: e.connectRow(fixedCredentials(pwUser, pwPass))},
-		{name: "plugin, warm cache", plugin: true, conf: e.cachedConf,
-			run: e.connectRow(fixedCredentials("bench", warm))},
-		{name: "plugin, fresh opaque token, IdP 0 ms", plugin: true, conf: e.pluginConf,
-			run: e.connectRow(fresh)},
-		{name: "plugin, fresh opaque token, IdP 5 ms", plugin: true, idpDelay: 5 * time.Millisecond,
-			conf: e.pluginConf, run: e.connectRow(fresh)},
-		{name: "plugin, fresh JWT RS256, local check", plugin: true, conf: e.jwtConf, run: e.jwtRow("RS256")},
-		{name: "plugin, fresh JWT ES256, local check", plugin: true, conf: e.jwtConf, run: e.jwtRow("ES256")},
-		e.messageRow(1, "no ACL", false, constConf("allow_anonymous true\n")),
-		e.messageRow(1, "acl_file %u pattern", false, e.aclFileConf),
-		e.messageRow(1, "plugin claim rules", true, e.aclPluginConf),
-		e.messageRow(10, "no ACL", false, constConf("allow_anonymous true\n")),
-		e.messageRow(10, "acl_file %u pattern", false, e.aclFileConf),
-		e.messageRow(10, "plugin claim rules", true, e.aclPluginConf),
-		// The same message exchange and extra connect without the plugin: what "no stall" looks like
-		// on this machine, for the two rows below to be read against.
-		{name: "stall baseline: no plugin", conf: constConf("allow_anonymous true\n"),
-			run: e.stallRow(warm, randomToken(slowPrefix), false)},
-		{name: "stall: slow IdP (2 s) for a new token", plugin: true, conf: e.pluginConf,
-			run: e.stallRow(warm, randomToken(slowPrefix), false)},
-		{name: "stall: same token, seen once before", plugin: true, conf: e.cachedConf,
-			run: e.stallRow(warm, randomToken(slowLaterPrefix), true)},
+	anonymous := constConf("allow_anonymous true\n")
+	noPlugin := rowSpec{name: rowNoPlugin, conf: anonymous, run: e.connectRow(fixedCredentials("", ""), false)}
+	passwordFile := rowSpec{name: "password_file", conf: e.passwordFileConf,
+		run: e.connectRow(fixedCredentials(pwUser, pwPass), false)}
+	warmCache := rowSpec{name: "plugin, warm cache", plugin: true, conf: e.cachedConf,
+		run: e.connectRow(fixedCredentials("bench", warm), false)}
+	fresh0 := rowSpec{name: "plugin, fresh opaque token, IdP 0 ms", plugin: true, conf: e.pluginConf,
+		run: e.connectRow(fresh, true)}
+	return slices.Concat(
+		against(rowNoPlugin, noPlugin, passwordFile, warmCache, fresh0,
+			rowSpec{name: "plugin, fresh opaque token, IdP 5 ms", plugin: true, idpDelay: 5 * time.Millisecond,
+				conf: e.pluginConf, run: e.connectRow(fresh, true)},
+			rowSpec{name: "plugin, fresh JWT RS256, local check", plugin: true, conf: e.jwtConf, run: e.jwtRow("RS256")},
+			rowSpec{name: "plugin, fresh JWT ES256, local check", plugin: true, conf: e.jwtConf, run: e.jwtRow("ES256")}),
+		// The same connects through a TLS-only listener. The handshake costs the broker more than
+		// anything else in a connect, so these divide by the TLS row without the plugin.
+		against(rowNoPluginTLS, overTLS(noPlugin, passwordFile, warmCache, fresh0)...),
+		[]rowSpec{
+			e.messageRows(0, 1, anonymous),
+			e.messageRows(0, 10, anonymous),
+			e.messageRows(1, 1, anonymous),
+			// The same message exchange and extra connect without the plugin: what "no stall" looks
+			// like on this machine, for the two rows below to be read against.
+			{name: "stall baseline: no plugin", conf: anonymous, run: e.stallRow(warm, randomToken(slowPrefix), false)},
+			{name: "stall: slow IdP (2 s) for a new token", plugin: true, conf: e.pluginConf,
+				run: e.stallRow(warm, randomToken(slowPrefix), false)},
+			{name: "stall: same token, seen once before", plugin: true, conf: e.cachedConf,
+				run: e.stallRow(warm, randomToken(slowLaterPrefix), true)},
+		})
+}
+
+// against makes base the row that every one of specs divides its rate by.
+func against(base string, specs ...rowSpec) []rowSpec {
+	for i := range specs {
+		specs[i].ratioTo = base
 	}
+	return specs
+}
+
+// overTLS returns the same rows on a TLS-only listener, named with a ", TLS" suffix.
+func overTLS(specs ...rowSpec) []rowSpec {
+	out := make([]rowSpec, len(specs))
+	for i, s := range specs {
+		s.name += ", TLS"
+		s.tls = true
+		out[i] = s
+	}
+	return out
 }
 
 func constConf(s string) func() (string, error) {
@@ -126,7 +160,7 @@ func (e *env) jwtRow(alg string) func(context.Context, *broker) rowResult {
 		if err != nil {
 			return rowResult{unit: "conn/s", errors: 1, detail: "signing tokens: " + err.Error()}
 		}
-		return e.connectRow(tokenPool(tokens))(ctx, b)
+		return e.connectRow(tokenPool(tokens), false)(ctx, b)
 	}
 }
 
@@ -151,37 +185,6 @@ func (e *env) aclPluginConf() (string, error) {
 		"plugin_opt_acl_rule allow subscribe tenants/%%claim:tenant%%/#\n", err
 }
 
-// messageRow is a message row: one publisher, fanout subscribers, under the ACL that conf sets up.
-// With the plugin every client sends the same token (one introspection, then the cache), so the row
-// measures ACL checks, not authentication.
-func (e *env) messageRow(fanout int, what string, plugin bool, conf func() (string, error)) rowSpec {
-	prefix := fmt.Sprintf("messages 1→%d: ", fanout)
-	token := ""
-	if plugin {
-		token = randomToken("acl-")
-	}
-	spec := rowSpec{name: prefix + what, plugin: plugin, conf: conf}
-	spec.run = func(_ context.Context, b *broker) rowResult {
-		users := func(role string, n int) (string, string) {
-			if role == "pub" {
-				return msgPubUser, token
-			}
-			return fmt.Sprintf("dashboard-%d", n), token
-		}
-		m := messageLoad(b.Addr, fanout, e.opts.duration, users)
-		r := rowResult{unit: "msg/s", ops: m.Delivered, elapsed: m.Elapsed, ratioTo: prefix + "no ACL"}
-		if plugin {
-			r.vsToo = prefix + "acl_file %u pattern"
-		}
-		if m.Err != nil {
-			r.errors = 1
-			r.detail = "error: " + m.Err.Error()
-		}
-		return r
-	}
-	return spec
-}
-
 // passwordFileConf hashes the row's single user with mosquitto_passwd -b, as an operator would.
 func (e *env) passwordFileConf() (string, error) {
 	path := filepath.Join(e.tmp, "passwd")
@@ -195,13 +198,22 @@ func (e *env) passwordFileConf() (string, error) {
 	return "allow_anonymous false\npassword_file " + path + "\n", nil
 }
 
-// connectRow returns a row body that runs the connect load with creds.
-func (e *env) connectRow(creds credentials) func(context.Context, *broker) rowResult {
+// connectRow returns a row body that runs the connect load with creds. With wake, every connect's
+// token goes to the IdP, and the detail column adds how long each CONNACK came after the IdP had
+// written its answer: on 2.1 that answer is taken up by the broker thread only when its event loop
+// wakes.
+func (e *env) connectRow(creds credentials, wake bool) func(context.Context, *broker) rowResult {
 	return func(ctx context.Context, b *broker) rowResult {
-		c := connectLoad(ctx, b.Addr, e.opts.workers, e.opts.duration, creds)
+		if wake {
+			e.idp.Record()
+		}
+		c := connectLoad(ctx, b.endpoint, e.opts.workers, e.opts.duration, creds)
 		r := rowResult{unit: "conn/s", ops: c.OK, refused: c.Refused, errors: c.Errors,
-			elapsed: c.Elapsed, comparableToBase: true}
-		var notes []string
+			elapsed: c.Elapsed}
+		notes := []string{latencyNote(c.Answers)}
+		if wake {
+			notes = append(notes, wakeNote(c.Answers, e.idp.Answered()))
+		}
 		if c.Refused > 0 {
 			notes = append(notes, fmt.Sprintf("refused with CONNACK code %d", c.RefusedCode))
 		}
@@ -211,15 +223,44 @@ func (e *env) connectRow(creds credentials) func(context.Context, *broker) rowRe
 		if c.FirstErr != nil {
 			notes = append(notes, "first error: "+c.FirstErr.Error())
 		}
-		r.detail = strings.Join(notes, "; ")
+		r.detail = strings.TrimPrefix(strings.Join(notes, "; "), "; ")
 		return r
 	}
+}
+
+// latencyNote gives the 99th percentile of the time from dial to CONNACK over the answered connects.
+func latencyNote(answers []answer) string {
+	if len(answers) == 0 {
+		return ""
+	}
+	took := make([]time.Duration, len(answers))
+	for i, a := range answers {
+		took[i] = a.took
+	}
+	slices.Sort(took)
+	return "connect p99 " + ms(percentile(took, 99))
+}
+
+// wakeNote gives the median and 99th percentile of the time from the IdP's answer for a token being
+// written to the CONNACK of the connect that sent it being read.
+func wakeNote(answers []answer, written map[string]time.Time) string {
+	var wake []time.Duration
+	for _, a := range answers {
+		if t, ok := written[a.password]; ok {
+			wake = append(wake, a.at.Sub(t))
+		}
+	}
+	if len(wake) == 0 {
+		return "no IdP answer matched a CONNACK"
+	}
+	slices.Sort(wake)
+	return fmt.Sprintf("IdP answer→CONNACK p50 %s, p99 %s", ms(percentile(wake, 50)), ms(percentile(wake, 99)))
 }
 
 // stallRow returns a row body that runs one stall window.
 func (e *env) stallRow(warm, slowToken string, precache bool) func(context.Context, *broker) rowResult {
 	return func(_ context.Context, b *broker) rowResult {
-		s, err := stallTest(b.Addr, warm, slowToken, precache)
+		s, err := stallTest(b.endpoint, warm, slowToken, precache)
 		r := rowResult{unit: "msg/s", ops: int64(s.Received), elapsed: s.Elapsed}
 		if err != nil {
 			r.errors = 1
@@ -239,35 +280,62 @@ func (e *env) stallRow(warm, slowToken string, precache bool) func(context.Conte
 	}
 }
 
-func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
+// ms prints a duration in milliseconds, with the decimals that matter at its size.
+func ms(d time.Duration) string {
+	v := float64(d) / float64(time.Millisecond)
+	switch {
+	case v < 1 && v > -1:
+		return fmt.Sprintf("%.2f ms", v)
+	case v < 10 && v > -10:
+		return fmt.Sprintf("%.1f ms", v)
+	}
+	return fmt.Sprintf("%.0f ms", v)
+}
 
 // runRow starts a fresh broker for the row, measures the broker's CPU and the IdP's requests around the
 // load, and stops the broker. A broker that fails to start or dies is reported in the row, and the
 // remaining rows still run.
 func (e *env) runRow(ctx context.Context, spec rowSpec) rowResult {
-	res := rowResult{name: spec.name, cpuTicks: -1, idpRequests: -1, hz: e.hz}
+	b, res := e.startRow(spec)
+	if b == nil {
+		return res
+	}
+	res = e.measure(spec, b, func() rowResult { return spec.run(ctx, b) })
+	stopRow(b, &res)
+	return res
+}
+
+// startRow starts the row's broker. A row that cannot run comes back with failed set and no broker.
+func (e *env) startRow(spec rowSpec) (*broker, rowResult) {
+	res := rowResult{name: spec.name, cpuTicks: -1, idpRequests: -1, hz: e.hz, ratioTo: spec.ratioTo, vsToo: spec.vsToo}
 	if spec.plugin && e.opts.plugin == "" {
 		res.failed = "skipped: no -plugin given"
-		return res
+		return nil, res
 	}
 	conf, err := spec.conf()
 	if err != nil {
 		res.failed = "skipped: " + err.Error()
-		return res
+		return nil, res
 	}
-	b, err := startBroker(e.opts.mosquitto, e.tmp, "row", conf)
+	b, err := startBroker(e.opts.mosquitto, e.tmp, "row", conf, spec.tls)
 	if err != nil {
 		res.failed = "BROKER DID NOT START: " + err.Error()
-		return res
+		return nil, res
 	}
+	return b, res
+}
+
+// measure runs load once on the row's broker b, with the broker's CPU time and the IdP's requests
+// around it.
+func (e *env) measure(spec rowSpec, b *broker, load func() rowResult) rowResult {
 	e.idp.SetDelay(spec.idpDelay)
 	defer e.idp.SetDelay(0)
-
 	cpu0, cpuErr := b.CPUTicks()
 	req0 := e.idp.Requests()
-	r := spec.run(ctx, b)
+	r := load()
 	cpu1, cpuErr1 := b.CPUTicks()
 	r.name, r.hz, r.cpuTicks, r.idpRequests = spec.name, e.hz, -1, -1
+	r.ratioTo, r.vsToo = spec.ratioTo, spec.vsToo
 	if cpuErr == nil && cpuErr1 == nil {
 		r.cpuTicks = int64(cpu1 - cpu0)
 	}
@@ -277,8 +345,12 @@ func (e *env) runRow(ctx context.Context, spec rowSpec) rowResult {
 	if died := b.Died(); died != nil {
 		r.failed = strings.TrimSpace("BROKER DIED during the row: " + died.Error() + " " + b.logTail())
 	}
+	return r
+}
+
+// stopRow stops the row's broker; one that would not stop fails the row, unless it had failed already.
+func stopRow(b *broker, r *rowResult) {
 	if err := b.Stop(); err != nil && r.failed == "" {
 		r.failed = "broker stop: " + err.Error()
 	}
-	return r
 }

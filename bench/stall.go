@@ -34,20 +34,20 @@ type stallResult struct {
 // stallTest runs one stall window on a broker whose plugin accepts warmToken quickly. slowToken is the
 // token of the client that connects during the window; with precache it connects once before the
 // window, so the window shows what a cached (or uncached) second connect costs.
-func stallTest(addr, warmToken, slowToken string, precache bool) (stallResult, error) {
+func stallTest(ep endpoint, warmToken, slowToken string, precache bool) (stallResult, error) {
 	var res stallResult
-	sub, err := subscribe(addr, warmToken)
+	sub, err := subscribe(ep, warmToken)
 	if err != nil {
 		return res, err
 	}
 	defer sub.Close()
-	pub, err := connectAccepted(addr, "stall-pub", warmToken)
+	pub, err := connectAccepted(ep, "stall-pub", warmToken)
 	if err != nil {
 		return res, err
 	}
 	defer pub.Close()
 	if precache {
-		if _, err := connectAccepted(addr, "stall-slow-first", slowToken); err != nil {
+		if _, err := connectAccepted(ep, "stall-slow-first", slowToken); err != nil {
 			return res, fmt.Errorf("first connect of the slow client: %w", err)
 		}
 	}
@@ -56,7 +56,7 @@ func stallTest(addr, warmToken, slowToken string, precache bool) (stallResult, e
 	latencies := make(chan []time.Duration, 1)
 	go func() { latencies <- receiveLatencies(sub, base, base.Add(stallWindow+stallGrace)) }()
 	slow := make(chan stallResult, 1)
-	go func() { slow <- slowConnect(addr, slowToken, stallSlowStart) }()
+	go func() { slow <- slowConnect(ep, slowToken, stallSlowStart) }()
 
 	res.Sent, err = publishFor(pub, base, stallWindow)
 	res.Elapsed = time.Since(base) // the rate is over the publishing window, not the grace after it
@@ -78,7 +78,7 @@ func (r *stallResult) summarize(lat []time.Duration) {
 	}
 	slices.Sort(lat)
 	r.Worst = lat[len(lat)-1]
-	r.P99 = lat[(len(lat)*99+99)/100-1] // nearest rank: the ceil(0.99 n)-th smallest
+	r.P99 = percentile(lat, 99)
 	for _, l := range lat {
 		if l > lateThreshold {
 			r.Late++
@@ -88,8 +88,8 @@ func (r *stallResult) summarize(lat []time.Duration) {
 
 // connectAccepted connects and insists on CONNACK 0: the stall rows' helpers must be in, or the row
 // measures nothing.
-func connectAccepted(addr, clientID, token string) (*mqttConn, error) {
-	c, code, err := dialConnect(addr, clientID, "bench", token, opTimeout)
+func connectAccepted(ep endpoint, clientID, token string) (*mqttConn, error) {
+	c, code, err := dialConnect(ep, clientID, "bench", token, opTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", clientID, err)
 	}
@@ -103,8 +103,8 @@ func connectAccepted(addr, clientID, token string) (*mqttConn, error) {
 
 // subscribe connects the measuring subscriber and waits for its SUBACK, so no message published
 // afterwards can be missed.
-func subscribe(addr, token string) (*mqttConn, error) {
-	c, err := subscribeAs(addr, "stall-sub", "bench", token, stallTopic)
+func subscribe(ep endpoint, token string) (*mqttConn, error) {
+	c, err := subscribeAs(ep, "stall-sub", "bench", token, stallTopic, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +128,7 @@ func publishFor(pub *mqttConn, base time.Time, window time.Duration) (int, error
 		}
 		payload := binary.BigEndian.AppendUint64(nil, uint64(time.Since(base)))
 		_ = pub.SetWriteDeadline(time.Now().Add(opTimeout))
-		if _, err := pub.Write(encodePublish(stallTopic, payload)); err != nil {
+		if _, err := pub.Write(encodePublish(stallTopic, 0, 0, payload)); err != nil {
 			return sent, fmt.Errorf("publish message %d: %w", sent, err)
 		}
 		sent++
@@ -145,7 +145,7 @@ func receiveLatencies(sub *mqttConn, base, deadline time.Time) []time.Duration {
 		if err != nil {
 			return lat // the deadline, normally
 		}
-		topic, payload, err := decodePublish(first, body)
+		topic, _, payload, err := decodePublish(first, body)
 		if err != nil || topic != stallTopic || len(payload) != 8 {
 			continue
 		}
@@ -156,10 +156,10 @@ func receiveLatencies(sub *mqttConn, base, deadline time.Time) []time.Duration {
 }
 
 // slowConnect waits for delay, then connects with token and measures how long the CONNACK took.
-func slowConnect(addr, token string, delay time.Duration) stallResult {
+func slowConnect(ep endpoint, token string, delay time.Duration) stallResult {
 	time.Sleep(delay)
 	start := time.Now()
-	c, err := connectAccepted(addr, fmt.Sprintf("stall-slow-%d", rand.Uint32()), token)
+	c, err := connectAccepted(ep, fmt.Sprintf("stall-slow-%d", rand.Uint32()), token)
 	res := stallResult{SlowWait: time.Since(start), SlowErr: err}
 	if err == nil {
 		c.disconnect()

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPercentileNearestRank(t *testing.T) {
+	var d []time.Duration
+	for i := 1; i <= 200; i++ {
+		d = append(d, time.Duration(i))
+	}
+	for _, c := range []struct{ p, want int }{{50, 100}, {99, 198}, {100, 200}, {1, 2}} {
+		if got := percentile(d, c.p); got != time.Duration(c.want) {
+			t.Errorf("p%d of 1..200 = %d, want %d", c.p, got, c.want)
+		}
+	}
+	if got := percentile(d[:1], 99); got != 1 {
+		t.Errorf("p99 of one value = %d", got)
+	}
+}
+
+func TestWakeNoteSubtractsPerToken(t *testing.T) {
+	t0 := time.Now()
+	written := map[string]time.Time{"a": t0, "b": t0.Add(time.Second)}
+	answers := []answer{
+		{password: "a", at: t0.Add(2 * time.Millisecond)},
+		{password: "b", at: t0.Add(time.Second + 40*time.Millisecond)},
+		{password: "unrecorded", at: t0.Add(time.Hour)},
+	}
+	got := wakeNote(answers, written)
+	if !strings.Contains(got, "p50 2.0 ms") || !strings.Contains(got, "p99 40 ms") {
+		t.Errorf("wakeNote = %q, want p50 2.0 ms and p99 40 ms", got)
+	}
+}
+
+func TestRatiosPairRoundsAndSkipStarvedOnes(t *testing.T) {
+	a := rowResult{rounds: []float64{100, 0, 90, 50}}
+	b := rowResult{rounds: []float64{50, 10, 0, 100}}
+	got := ratios(a, b)
+	if len(got) != 2 || got[0] != 2 || got[1] != 0.5 {
+		t.Errorf("ratios = %v, want [2 0.5]: rounds 2 and 3 had a row that delivered nothing", got)
+	}
+	if m := median([]float64{3, 1, 2, 10}); m != 2.5 {
+		t.Errorf("median = %v, want 2.5", m)
+	}
+	// Rows that did not run the same rounds compare their rates.
+	c := rowResult{rounds: []float64{30}}
+	if got := ratios(c, b); len(got) != 1 || got[0] != 30/median(b.rounds) {
+		t.Errorf("ratios of unpaired rows = %v", got)
+	}
+}
+
+func TestRoundOrderIsBalanced(t *testing.T) {
+	const n = 4
+	position := map[[2]int]int{} // {row, position} → rounds
+	follows := map[[2]int]int{}  // {row, row run just before} → times, within rounds
+	last := -1
+	for r := range n {
+		order := roundOrder(n, r)
+		if order[0] == last {
+			t.Errorf("round %d starts with row %d, which ended round %d", r, last, r-1)
+		}
+		for k, row := range order {
+			position[[2]int{row, k}]++
+			if k > 0 {
+				follows[[2]int{row, order[k-1]}]++
+			}
+		}
+		last = order[n-1]
+	}
+	for row := range n {
+		for k := range n {
+			if position[[2]int{row, k}] != 1 {
+				t.Errorf("row %d ran %d times in position %d over %d rounds, want 1", row, position[[2]int{row, k}], k, n)
+			}
+		}
+		for prev := range n {
+			if want := 1 - b2i(prev == row); follows[[2]int{row, prev}] != want {
+				t.Errorf("row %d ran right after row %d %d times, want %d", row, prev, follows[[2]int{row, prev}], want)
+			}
+		}
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
