@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -85,7 +86,9 @@ func (e *env) rows() []rowSpec {
 			rowSpec{name: "plugin, fresh opaque token, IdP 5 ms", plugin: true, idpDelay: 5 * time.Millisecond,
 				conf: e.pluginConf, run: e.connectRow(fresh, true)},
 			rowSpec{name: "plugin, fresh JWT RS256, local check", plugin: true, conf: e.jwtConf, run: e.jwtRow("RS256")},
-			rowSpec{name: "plugin, fresh JWT ES256, local check", plugin: true, conf: e.jwtConf, run: e.jwtRow("ES256")}),
+			rowSpec{name: "plugin, fresh JWT ES256, local check", plugin: true, conf: e.jwtConf, run: e.jwtRow("ES256")},
+			// What serving metrics costs a connect: the two plugin rows above, with metrics_listen on.
+			withMetrics(warmCache), withMetrics(fresh0)),
 		// The same connects through a TLS-only listener. The handshake costs the broker more than
 		// anything else in a connect, so these divide by the TLS row without the plugin.
 		against(rowNoPluginTLS, overTLS(noPlugin, passwordFile, warmCache, fresh0)...),
@@ -101,6 +104,28 @@ func (e *env) rows() []rowSpec {
 			{name: "stall: same token, seen once before", plugin: true, conf: e.cachedConf,
 				run: e.stallRow(warm, randomToken(slowLaterPrefix), true)},
 		})
+}
+
+// withMetrics returns spec with the plugin's Prometheus endpoint on, named with a ", metrics_listen"
+// suffix. Nothing scrapes it during the row: counting is the cost, and it is the same with or without
+// a scraper.
+func withMetrics(spec rowSpec) rowSpec {
+	conf := spec.conf
+	spec.name += ", metrics_listen"
+	spec.conf = func() (string, error) {
+		c, err := conf()
+		if err != nil {
+			return "", err
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		addr := l.Addr().String()
+		l.Close()
+		return c + "plugin_opt_metrics_listen " + addr + "\n", nil
+	}
+	return spec
 }
 
 // against makes base the row that every one of specs divides its rate by.
