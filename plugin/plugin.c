@@ -27,8 +27,9 @@ struct instance {
 	int ext_auth_registered;
 	// tick_flags is set by Go (atomically, see plugin/broker.go): OAUTH2_TICK_WORK when the next tick has
 	// work (log lines, delayed answers, kicks, sessions to forget), OAUTH2_TICK_RUNG when the broker
-	// thread was woken for it since the last tick. Every tick clears both; only a tick with work enters Go. Under load the
-	// broker ticks once per turn of its loop, and a cgo call each time cost more than the ACL checks.
+	// thread was woken for it since the last tick. Every tick clears both; only a tick with work enters
+	// Go. Under load the broker ticks once per turn of its loop, and a cgo call each time cost more than
+	// the ACL checks.
 	// It is allocated on its own and never freed: goroutines still running at cleanup may set it.
 	int *tick_flags;
 	// The memo of Go's ACL answers (see below); NULL without ACL checks. Broker thread only.

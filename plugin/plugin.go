@@ -126,11 +126,7 @@ func goPluginInit(opts *C.struct_mosquitto_opt, count C.int, delayAvailable C.in
 	}
 	if err := inst.startMetrics(cfg); err != nil {
 		logLine(auth.LevelError, "configuration error: "+err.Error())
-		inst.machine.Close()
-		engine.Close()
-		if inst.alarm != nil {
-			inst.alarm.Close()
-		}
+		inst.stop()
 		return C.MOSQ_ERR_INVAL
 	}
 	logLine(auth.LevelInfo, "loaded, "+auth.Mode(v21, delay)+": "+cfg.Summary())
@@ -144,15 +140,21 @@ func goPluginInit(opts *C.struct_mosquitto_opt, count C.int, delayAvailable C.in
 func goPluginCleanup(goInst unsafe.Pointer) {
 	defer recoverTo(nil, 0, "plugin cleanup")
 	inst := (*instance)(goInst)
+	inst.stop()
+	inst.log.Flush(logLine)
+	inst.pin.Unpin()
+	inst.self.Delete()
+}
+
+// stop ends the instance's goroutines, timers and listeners: at cleanup, and when start-up fails after
+// they were started.
+func (inst *instance) stop() {
 	inst.stopMetrics()
 	inst.machine.Close()
 	inst.engine.Close()
 	if inst.alarm != nil {
 		inst.alarm.Close()
 	}
-	inst.log.Flush(logLine)
-	inst.pin.Unpin()
-	inst.self.Delete()
 }
 
 //export goBasicAuth
