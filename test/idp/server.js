@@ -17,6 +17,9 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 
 import Provider from 'oidc-provider';
+// oidc-provider's own in-memory store (there is no "exports" map, so the
+// deep import works; the version is pinned in package.json).
+import { createMemoryAdapter } from 'oidc-provider/lib/adapters/memory_adapter.js';
 
 import { generateJWKS } from './keys.js';
 
@@ -71,6 +74,8 @@ const DEFAULT_POLL_INTERVAL = 5;
 // oidc-provider's own defaults, which these per-client settings replace.
 const DEFAULT_DEVICE_CODE_TTL = 600;
 const DEFAULT_REFRESH_TOKEN_TTL = 14 * 24 * 60 * 60;
+// How long an expired device code stays in the store (see memoryAdapter).
+const DEVICE_CODE_GRACE = 600;
 const SECONDS_FIELDS = ['access_token_ttl', 'device_code_ttl', 'device_poll_interval', 'refresh_token_ttl'];
 
 function loadClients() {
@@ -160,6 +165,28 @@ const { clients, scopes } = loadClients();
 const jwks = loadKeys();
 const issuer = process.env.IDP_ISSUER || `${useTLS ? 'https' : 'http'}://${host}:${port}`;
 
+// oidc-provider's default in-memory adapter, except that device codes are
+// kept DEVICE_CODE_GRACE seconds past their expiry. The store drops an entry
+// when it expires, and a poll with a device code it does not find answers
+// invalid_grant; kept, the code is found and the poll answers expired_token
+// (RFC 8628 §3.5), as does the test route (404 expired_token, not not_found).
+// Expiry itself is unchanged: it is checked against the code's own exp.
+function memoryAdapter(clockTolerance) {
+  const factory = createMemoryAdapter(clockTolerance);
+  return (model) => {
+    const adapter = factory(model);
+    if (model === 'DeviceCode') {
+      const upsert = adapter.upsert.bind(adapter);
+      adapter.upsert = (id, payload, expiresIn) => upsert(
+        id,
+        payload,
+        typeof expiresIn === 'number' ? expiresIn + DEVICE_CODE_GRACE : expiresIn,
+      );
+    }
+    return adapter;
+  };
+}
+
 async function tokenClient(ctx, token) {
   if (token.client) return token.client;
   if (ctx?.oidc?.client?.clientId === token.clientId) return ctx.oidc.client;
@@ -167,6 +194,7 @@ async function tokenClient(ctx, token) {
 }
 
 const configuration = {
+  adapter: memoryAdapter(clockTolerance),
   clients,
   jwks,
   clockTolerance,
