@@ -94,6 +94,11 @@ function loadClients() {
       if (typeof c.client_id !== 'string' || c.client_secret !== undefined) {
         fail(`clients[${i}] is a public client (token_endpoint_auth_method "none"): it needs a string client_id and no client_secret`);
       }
+      // oidc-provider would let anyone knowing the id mint client_credentials
+      // tokens for it.
+      if (!Array.isArray(c.grant_types) || c.grant_types.includes('client_credentials')) {
+        fail(`clients[${i}] is a public client: it needs grant_types, without client_credentials`);
+      }
     } else if (!c || typeof c.client_id !== 'string' || typeof c.client_secret !== 'string') {
       fail(`clients[${i}] needs string client_id and client_secret`);
     }
