@@ -36,9 +36,16 @@ func tokenReply(access, refresh string, expiresIn int) reply {
 	return reply{http.StatusOK, body}
 }
 
+// errorReply is an OAuth error answer. Its description quotes the secret, as a careless server's
+// might, for the errors whose text must not show the description; the others get a plain one.
 func errorReply(status int, code string) reply {
-	// The description quotes the secret, as a careless server might: it must not reach an error text.
-	return reply{status, map[string]any{"error": code, "error_description": "refused " + testSecret}}
+	desc := "refused " + testSecret
+	switch code {
+	case "invalid_client", "invalid_grant", "access_denied", "expired_token":
+	default:
+		desc = "refused"
+	}
+	return reply{status, map[string]any{"error": code, "error_description": desc}}
 }
 
 // fakeIdP is an authorization server whose token endpoint answers each grant type from a script: the
