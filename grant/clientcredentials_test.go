@@ -133,6 +133,7 @@ func TestNoTokenURL(t *testing.T) {
 	cfg := Config{ClientID: "svc", Prompt: io.Discard}
 	for name, source := range map[string]func(*Config, context.Context) oauth2.TokenSource{
 		"client credentials": (*Config).ClientCredentials,
+		"device":             (*Config).Device,
 	} {
 		if _, err := source(&cfg, context.Background()).Token(); err == nil || !strings.Contains(err.Error(), "no token endpoint") {
 			t.Errorf("%s: err = %v", name, err)
