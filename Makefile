@@ -3,6 +3,7 @@
 GO        ?= go
 BUILD     := build
 SO        := $(BUILD)/mosquitto-oauth2.so
+CMD       := $(BUILD)/mqtt-oauth2
 # BROKER picks the Mosquitto the end-to-end tests and the benchmark run against; scripts/brokers.sh
 # prepares it (2.0.21 from bookworm-backports, 2.1.2 in a Debian sid root). MOSQUITTO overrides it with
 # a binary of your own.
@@ -11,13 +12,13 @@ BROKERS   ?= 2.0.11 2.0.21 2.1.2
 BENCH_BROKERS ?= 2.0.11 2.1.2
 MOSQUITTO ?=
 GOSRC     := $(shell find . -path ./build -prune -o -path ./test/idp -prune -o -name '*.go' -print) plugin/plugin.c plugin/shim.h go.mod go.sum
-UNIT_PKGS := ./acl/... ./auth/... ./bench/... ./blockinghttp/... ./cache/... ./config/... ./introspect/... ./jwt/... ./logtext/... ./metrics/... ./sessions/... ./strictjson/... ./template/... ./verified/... ./wake/...
+UNIT_PKGS := ./acl/... ./auth/... ./bench/... ./blockinghttp/... ./cache/... ./cmd/... ./config/... ./grant/... ./introspect/... ./jwt/... ./logtext/... ./metrics/... ./renew/... ./sessions/... ./strictjson/... ./template/... ./verified/... ./wake/...
 FUZZTIME  ?= 10s
 
 .PHONY: help build test unit e2e e2e-all bench fuzz lint demo image-test deps clean
 
 help:
-	@echo "make build   build $(SO)"
+	@echo "make build   build $(SO) and the device-side command $(CMD)"
 	@echo "make test    install what is missing, then run lint, unit and end-to-end tests"
 	@echo "make unit    unit tests with -race"
 	@echo "make e2e     end-to-end tests: the built .so in a real Mosquitto (BROKER=$(BROKER)) against test/idp"
@@ -29,7 +30,10 @@ help:
 	@echo "make deps    install what is missing (apt-get, npm ci)"
 	@echo "make clean   remove $(BUILD)/"
 
-build: $(SO)
+build: $(SO) $(CMD)
+
+$(CMD): $(GOSRC)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags=-s -o $@ ./cmd/mqtt-oauth2
 
 # -trimpath keeps build paths out of the binary; the broker's symbols stay undefined and resolve at load.
 $(SO): $(GOSRC)
@@ -53,12 +57,12 @@ unit:
 	$(GO) test -race -count=1 ./introspect/ -args -blocking
 
 # The broker is resolved inside the recipe so that a failed preparation stops make.
-e2e: $(SO)
+e2e: $(SO) $(CMD)
 	@m="$(MOSQUITTO)"; [ -n "$$m" ] || m=$$(scripts/brokers.sh $(BROKER)) || exit 1; \
 		echo "e2e against $$($$m -h 2>/dev/null | head -1)"; \
-		MOSQUITTO=$$m PLUGIN_SO=$(abspath $(SO)) $(GO) test -count=1 -tags e2e -timeout 20m ./test/
+		MOSQUITTO=$$m PLUGIN_SO=$(abspath $(SO)) MQTT_OAUTH2=$(abspath $(CMD)) $(GO) test -count=1 -tags e2e -timeout 20m ./test/
 
-e2e-all: $(SO)
+e2e-all: $(SO) $(CMD)
 	@for b in $(BROKERS); do $(MAKE) --no-print-directory e2e BROKER=$$b || exit 1; done
 
 bench: $(SO)
