@@ -37,7 +37,11 @@ import (
 const (
 	brokerSecret = "broker-secret-9f8e7d"
 	aliceSecret  = "alice-secret-1a2b3c"
+	meterSecret  = "meter-secret-5e6f7a"
 )
+
+// deviceGrants are the grant types of a device client: the device authorization grant, then refresh.
+var deviceGrants = []string{"urn:ietf:params:oauth:grant-type:device_code", "refresh_token"}
 
 // clients is the test IdP's client list: the broker's introspection client, and devices whose tokens
 // carry the claims the seed plugin's placeholders read.
@@ -64,6 +68,16 @@ var clients = map[string]any{
 			"sub": "carol-sub", "username": "carol", "topics": []string{"fleet/carol/#", "short/#"},
 			"acl": map[string]any{"pub": []string{"cmd/+/reboot"}, "sub": []string{"cmd/carol/#"}},
 		}},
+		// Devices of the device-side command (device_test.go): a public device-grant client, one whose
+		// refresh tokens live 3 s, and a confidential one; all with 5-second access tokens.
+		{"client_id": "sensor", "token_endpoint_auth_method": "none", "grant_types": deviceGrants,
+			"access_token_ttl": 5, "device_poll_interval": 1, "device_code_ttl": 30,
+			"claims": map[string]any{"sub": "sensor-sub", "username": "sensor"}},
+		{"client_id": "sensor-brief", "token_endpoint_auth_method": "none", "grant_types": deviceGrants,
+			"access_token_ttl": 5, "device_poll_interval": 1, "refresh_token_ttl": 3,
+			"claims": map[string]any{"sub": "sensor-sub", "username": "sensor"}},
+		{"client_id": "meter", "client_secret": meterSecret, "access_token_ttl": 5,
+			"claims": map[string]any{"sub": "meter-sub", "username": "meter"}},
 		{"client_id": "erin", "client_secret": "erin-secret", "claims": map[string]any{
 			"sub": "erin-sub", "username": "erin", "acl": []map[string]any{
 				{"permission": "deny", "action": "publish", "topic": "fleet/erin/locked"},
@@ -160,7 +174,7 @@ func startIdP(t *testing.T, dir string, p pki) *idp {
 		port: port,
 		http: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.Pool}}},
 		env: append(os.Environ(), fmt.Sprintf("IDP_PORT=%d", port), "IDP_TLS_CERT="+p.CertFile,
-			"IDP_TLS_KEY="+p.KeyFile, "IDP_CLIENTS="+clientsFile),
+			"IDP_TLS_KEY="+p.KeyFile, "IDP_CLIENTS="+clientsFile, "IDP_TEST_ROUTES=1"),
 		t: t,
 	}
 	i.start()

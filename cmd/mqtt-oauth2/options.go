@@ -14,12 +14,12 @@ import (
 
 // options holds every option of every subcommand; each subcommand registers the ones it takes.
 type options struct {
-	issuer, tokenURL, deviceURL         string
+	issuer, tokenURL, deviceURL        string
 	clientID, clientSecret, secretFile string
-	grant                               string
-	scope, audience, resource           string
-	caFile, cache                       string
-	noCache                             bool
+	grant                              string
+	scope, audience, resource          string
+	caFile, cache                      string
+	noCache                            bool
 
 	broker, mqttVersion, authMethod, username, id string
 	margin                                        time.Duration
