@@ -81,7 +81,7 @@ fuzz:
 		done; \
 	done
 
-demo: deps $(SO)
+demo: deps $(SO) $(CMD)
 	@scripts/demo.sh
 
 # Needs root: it may install docker.io and start a private dockerd (see the script's header).

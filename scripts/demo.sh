@@ -2,23 +2,29 @@
 # Local demo of mosquitto-oauth2, run by `make demo` (after deps and build) from the repository root.
 #
 # It starts the test identity provider (test/idp) over HTTPS with a throwaway CA, and a Mosquitto broker
-# with build/mosquitto-oauth2.so whose configuration is derived from mosquitto.conf.example. Then it
-# fetches an access token for the device client "demo-device" and prints a mosquitto_sub/mosquitto_pub
-# pair that authenticates with it. Everything listens on 127.0.0.1 only and lives in one temporary
-# directory, removed on exit. Ctrl-C stops both servers.
+# with build/mosquitto-oauth2.so whose configuration is derived from mosquitto.conf.example. Then, with
+# the device-side command build/mqtt-oauth2, it gets an access token for the device client
+# "demo-device" (client credentials) and prints a mosquitto_sub/mosquitto_pub pair that authenticates
+# with it; signs in the device "demo-sensor" by the device authorization grant (its QR code shown,
+# approved through test/idp's test route, as a person would in a browser); and starts an mqtt-oauth2
+# sub session for it whose 20-second tokens are renewed in-session (MQTT 5 re-authentication).
+# Everything listens on 127.0.0.1 only and lives in one temporary directory, removed on exit. Ctrl-C
+# stops everything.
 #
 # Environment:
 #   MOSQUITTO          broker binary (default: mosquitto on PATH, else /usr/sbin/mosquitto)
 #   DEMO_IDP_PORT      port for the IdP (default 9443 if free, else any free port)
 #   DEMO_BROKER_PORT   port for the broker (default 1883 if free, else any free port)
 #   DEMO_SMOKE=1       do not wait for Ctrl-C: check that a token-authenticated subscriber receives a
-#                      message (and that a wrong username and a bogus token are refused), then exit
+#                      message (and that a wrong username and a bogus token are refused), that the
+#                      mqtt-oauth2 session outlives two token renewals (6-second tokens), then exit
 #                      0 on success, non-zero on failure. CI runs this.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd -P)
 SO="$ROOT/build/mosquitto-oauth2.so"
+CMD="$ROOT/build/mqtt-oauth2"
 EXAMPLE="$ROOT/mosquitto.conf.example"
 IDP_DIR="$ROOT/test/idp"
 MOSQUITTO=${MOSQUITTO:-$(command -v mosquitto 2>/dev/null || echo /usr/sbin/mosquitto)}
@@ -35,6 +41,7 @@ die() {
 # ------------------------------------------------------------------------------------------ checks
 
 [ -f "$SO" ] || die "$SO is missing: run make build (or make demo)"
+[ -x "$CMD" ] || die "$CMD is missing: run make build (or make demo)"
 [ -f "$EXAMPLE" ] || die "$EXAMPLE is missing"
 [ -x "$MOSQUITTO" ] || command -v "$MOSQUITTO" >/dev/null 2>&1 || die "no mosquitto broker ($MOSQUITTO): run make deps"
 for tool in node openssl curl mosquitto_sub mosquitto_pub awk; do
@@ -48,10 +55,14 @@ DIR=""
 IDP_PID=""
 BROKER_PID=""
 SUB_PID=""
+SESSION_PID=""
+SIGNIN_PID=""
 
 cleanup() {
 	trap - INT TERM EXIT
 	stop "$SUB_PID"
+	stop "$SESSION_PID"
+	stop "$SIGNIN_PID"
 	stop "$BROKER_PID"
 	stop "$IDP_PID"
 	[ -z "$DIR" ] || rm -rf "$DIR"
@@ -108,6 +119,15 @@ SHORT_CLIENT=demo-short
 SHORT_SECRET=$(openssl rand -hex 16)
 SHORT_TTL=30
 [ "$SMOKE" = 1 ] && SHORT_TTL=3
+# A device a person signs in by the device authorization grant (a public client: no secret), whose
+# tokens live SENSOR_TTL seconds: the mqtt-oauth2 session renews them SENSOR_MARGIN seconds before.
+SENSOR_CLIENT=demo-sensor
+SENSOR_TTL=20
+SENSOR_MARGIN=5
+if [ "$SMOKE" = 1 ]; then
+	SENSOR_TTL=6
+	SENSOR_MARGIN=2
+fi
 
 (
 	umask 077
@@ -119,13 +139,19 @@ SHORT_TTL=30
     {"client_id": "$DEVICE_CLIENT", "client_secret": "$DEVICE_SECRET",
      "claims": {"sub": "demo-sub", "username": "$DEVICE_USER", "email": "demo@example.com"}},
     {"client_id": "$SHORT_CLIENT", "client_secret": "$SHORT_SECRET", "access_token_ttl": $SHORT_TTL,
-     "claims": {"sub": "demo-short-sub", "username": "$DEVICE_USER", "email": "demo@example.com"}}
+     "claims": {"sub": "demo-short-sub", "username": "$DEVICE_USER", "email": "demo@example.com"}},
+    {"client_id": "$SENSOR_CLIENT", "token_endpoint_auth_method": "none",
+     "grant_types": ["urn:ietf:params:oauth:grant-type:device_code", "refresh_token"],
+     "access_token_ttl": $SENSOR_TTL, "device_poll_interval": 1,
+     "claims": {"sub": "demo-sensor-sub", "username": "$DEVICE_USER", "email": "sensor@example.com"}}
   ]
 }
 EOF
 )
 
 say "starting test/idp on $ISSUER"
+# The test routes approve a device sign-in without a browser (never on a reachable IdP).
+export IDP_TEST_ROUTES=1
 start_idp "$DIR" "$IDP_PORT" "$DIR/clients.json"
 
 # ------------------------------------------------------------------------------ broker configuration
@@ -152,7 +178,8 @@ OVERRIDES="$DIR/overrides.tsv"
 		plugin_opt_ca_file "plugin_opt_ca_file $CA" \
 		plugin_opt_username_validation "plugin_opt_username_validation true" \
 		plugin_opt_username_validation_template "plugin_opt_username_validation_template %%oidc-username%%" \
-		plugin_opt_username_validation_error "plugin_opt_username_validation_error deny"
+		plugin_opt_username_validation_error "plugin_opt_username_validation_error deny" \
+		plugin_opt_enhanced_auth_method "plugin_opt_enhanced_auth_method OAUTH2-JWT"
 	# Started as root, Mosquitto would switch to the mosquitto user, which cannot read this directory.
 	if [ "$(id -u)" -eq 0 ]; then
 		printf '%s\t%s\n' user "user root"
@@ -234,12 +261,20 @@ done
 
 # ----------------------------------------------------------------------------------------- token
 
-TOKEN_CMD="curl -sS --cacert $CA -u $DEVICE_CLIENT:$DEVICE_SECRET -d grant_type=client_credentials $ISSUER/token"
-token() { # [client secret]
-	idp_token "$ISSUER" "$CA" "${1:-$DEVICE_CLIENT}" "${2:-$DEVICE_SECRET}"
+(
+	umask 077
+	printf '%s\n' "$DEVICE_SECRET" >"$DIR/demo-device.secret"
+	printf '%s\n' "$SHORT_SECRET" >"$DIR/demo-short.secret"
+)
+# The command's token cache and config live in the demo's directory, not the user's.
+export XDG_CACHE_HOME="$DIR/cache" XDG_CONFIG_HOME="$DIR/config"
+TOKEN_CMD="$CMD token --issuer $ISSUER --ca-file $CA --client-id $DEVICE_CLIENT --client-secret-file $DIR/demo-device.secret"
+token() { # [client]
+	local client=${1:-$DEVICE_CLIENT}
+	"$CMD" token --issuer "$ISSUER" --ca-file "$CA" --client-id "$client" --client-secret-file "$DIR/$client.secret" --no-cache
 }
 TOKEN=$(token) || die "could not get a token for $DEVICE_CLIENT (IdP log: $DIR/idp.log)"
-SHORT=$(token "$SHORT_CLIENT" "$SHORT_SECRET") || die "could not get a token for $SHORT_CLIENT (IdP log: $DIR/idp.log)"
+SHORT=$(token "$SHORT_CLIENT") || die "could not get a token for $SHORT_CLIENT (IdP log: $DIR/idp.log)"
 
 SUB=(mosquitto_sub -h 127.0.0.1 -p "$BROKER_PORT" -u "$DEVICE_USER" -P "$TOKEN" -t 'demo/#' -v)
 PUB=(mosquitto_pub -h 127.0.0.1 -p "$BROKER_PORT" -u "$DEVICE_USER" -P "$TOKEN" -t demo/hello -m hi)
@@ -257,14 +292,60 @@ In one terminal:
 In another:
   mosquitto_pub -h 127.0.0.1 -p $BROKER_PORT -u $DEVICE_USER -P '$TOKEN' -t demo/hello -m hi
 
-Another token (the "access_token" member of the answer):
-  $TOKEN_CMD
+Another token, by the device-side command (client credentials grant):
+  XDG_CACHE_HOME=$DIR/cache $TOKEN_CMD
 
 A token is a lease. This one, of "$SHORT_CLIENT", expires $SHORT_TTL s after it was issued; the broker then
 disconnects the client and logs "token expired; disconnecting" (tail -f $LOG):
   mosquitto_sub -h 127.0.0.1 -p $BROKER_PORT -u $DEVICE_USER -P '$SHORT' -t 'demo/#' -v
 
 EOF
+
+# ------------------------------------------------------------ device sign-in, and a renewed session
+
+SENSOR=(--issuer "$ISSUER" --ca-file "$CA" --client-id "$SENSOR_CLIENT" --scope "openid offline_access")
+say "device sign-in of \"$SENSOR_CLIENT\" (RFC 8628): mqtt-oauth2 token ${SENSOR[*]}"
+"$CMD" token "${SENSOR[@]}" >"$DIR/sensor.token" 2>"$DIR/sensor.prompt" &
+SIGNIN_PID=$!
+for i in $(seq 200); do
+	grep -q 'waiting for approval' "$DIR/sensor.prompt" && break
+	kill -0 "$SIGNIN_PID" 2>/dev/null || die "the device sign-in failed: $(cat "$DIR/sensor.prompt")"
+	[ "$i" -lt 200 ] || die "no device sign-in prompt after 20 s: $(cat "$DIR/sensor.prompt")"
+	sleep 0.1
+done
+echo
+cat "$DIR/sensor.prompt"
+CODE=$(grep -oE 'enter code [A-Z]{4}-[A-Z]{4}' "$DIR/sensor.prompt" | awk '{print $3}')
+[ -n "$CODE" ] || die "no user code in the prompt"
+sleep 1
+say "approving $CODE through test/idp's test route (a person would open the URL or scan the QR code)"
+curl -fsS --cacert "$CA" -d "user_code=$CODE" "$ISSUER/test/device/approve" >/dev/null ||
+	die "the test route did not approve $CODE (IdP log: $DIR/idp.log)"
+wait "$SIGNIN_PID" || die "the device sign-in failed: $(cat "$DIR/sensor.prompt")"
+SIGNIN_PID=""
+[ -s "$DIR/sensor.token" ] || die "the device sign-in printed no token"
+say "signed in: the access and refresh tokens are in $XDG_CACHE_HOME/mqtt-oauth2/tokens.json (mode 0600)"
+
+# A session on the cached tokens: every SENSOR_TTL - SENSOR_MARGIN seconds it gets a new access token
+# by the refresh token and hands it to the broker in an MQTT 5 AUTH packet, on the same connection.
+SESSION=("$CMD" sub "${SENSOR[@]}" --broker "mqtt://127.0.0.1:$BROKER_PORT" --username "$DEVICE_USER"
+	--margin "${SENSOR_MARGIN}s" -d -v -t 'demo/#')
+say "a session whose ${SENSOR_TTL}-second tokens are renewed in-session: mqtt-oauth2 sub ${SESSION[*]:2}"
+if [ "$SMOKE" = 1 ]; then
+	"${SESSION[@]}" >"$DIR/session.out" 2>"$DIR/session.log" &
+else
+	"${SESSION[@]}" > >(sed -u 's/^/[session] /') 2>&1 &
+fi
+SESSION_PID=$!
+
+if [ "$SMOKE" != 1 ]; then
+	cat <<EOF
+
+The session prints a line at each renewal (every $((SENSOR_TTL - SENSOR_MARGIN)) s) and each message on demo/#. Publish to it:
+  $CMD pub --issuer $ISSUER --ca-file $CA --client-id $DEVICE_CLIENT --client-secret-file $DIR/demo-device.secret --broker mqtt://127.0.0.1:$BROKER_PORT --username $DEVICE_USER -t demo/hello -m hi
+
+EOF
+fi
 
 # -------------------------------------------------------------------------------------- smoke test
 
@@ -302,7 +383,7 @@ if [ "$SMOKE" = 1 ]; then
 	fi
 	say "ok: no token or secret in the broker log"
 	# A fresh short token: the one printed above may have expired during the steps before.
-	SHORT=$(token "$SHORT_CLIENT" "$SHORT_SECRET") || die "could not get a token for $SHORT_CLIENT"
+	SHORT=$(token "$SHORT_CLIENT") || die "could not get a token for $SHORT_CLIENT"
 	mosquitto_sub -h 127.0.0.1 -p "$BROKER_PORT" -u "$DEVICE_USER" -P "$SHORT" -t 'demo/#' -W 20 >/dev/null 2>&1 &
 	SUB_PID=$!
 	for i in $(seq 100); do
@@ -317,6 +398,30 @@ if [ "$SMOKE" = 1 ]; then
 	wait "$SUB_PID" 2>/dev/null || true
 	SUB_PID=""
 	say "ok: a client is disconnected when its token expires"
+	for i in $(seq 300); do
+		[ "$(grep -c 'token renewed: re-authenticated in-session' "$DIR/session.log")" -ge 2 ] && break
+		kill -0 "$SESSION_PID" 2>/dev/null && [ "$i" -lt 300 ] || {
+			cat "$DIR/session.log" "$LOG" >&2
+			die "FAIL: the mqtt-oauth2 session did not renew its token twice in-session within 30 s"
+		}
+		sleep 0.1
+	done
+	"$CMD" pub --issuer "$ISSUER" --ca-file "$CA" --client-id "$DEVICE_CLIENT" \
+		--client-secret-file "$DIR/demo-device.secret" --broker "mqtt://127.0.0.1:$BROKER_PORT" \
+		--username "$DEVICE_USER" -t demo/after-renewals -m still-here || die "FAIL: mqtt-oauth2 pub failed"
+	for i in $(seq 50); do
+		grep -qx 'demo/after-renewals still-here' "$DIR/session.out" && break
+		[ "$i" -lt 50 ] || {
+			cat "$DIR/session.out" "$DIR/session.log" >&2
+			die "FAIL: the session did not receive a message after two renewals"
+		}
+		sleep 0.1
+	done
+	say "ok: the mqtt-oauth2 session outlived two token renewals and still receives messages"
+	if grep -qF -f <(cat "$DIR/sensor.token" "$DIR/demo-device.secret") "$DIR/session.log" "$LOG"; then
+		die "FAIL: a token or secret appears in the session's or the broker's log"
+	fi
+	say "ok: no token or secret in the session's log"
 	say "smoke test passed"
 	exit 0
 fi
