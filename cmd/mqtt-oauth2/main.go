@@ -156,13 +156,7 @@ func tokenSource(ctx context.Context, o *options, prompt io.Writer, stderr io.Wr
 	if err != nil {
 		return nil, err
 	}
-	kind := o.grant
-	if kind == "" {
-		kind = "device"
-		if secret != "" {
-			kind = "client_credentials"
-		}
-	}
+	kind := o.grantKind()
 	if kind != "device" && kind != "client_credentials" {
 		return nil, usageError(stderr, "--grant must be client_credentials or device, not %q", kind)
 	}
@@ -212,6 +206,17 @@ func tokenSource(ctx context.Context, o *options, prompt io.Writer, stderr io.Wr
 		return cfg.Device(ctx), nil
 	}
 	return cfg.ClientCredentials(ctx), nil
+}
+
+// grantKind is --grant, or by default client_credentials for a client with a secret, else device.
+func (o *options) grantKind() string {
+	switch {
+	case o.grant != "":
+		return o.grant
+	case o.clientSecret != "" || o.secretFile != "":
+		return "client_credentials"
+	}
+	return "device"
 }
 
 func tokenCmd(ctx context.Context, o *options, _ io.Reader, stdout, stderr io.Writer) error {

@@ -440,7 +440,7 @@ func start(ctx context.Context, o *options, stderr io.Writer, retry bool, onMess
 		}
 		errs.log("%v (retrying, at most 30 s apart)", err)
 	}
-	if !o.noCache {
+	if !o.noCache && o.grantKind() == "device" {
 		var err error
 		// The sign-in above left its tokens in the cache; this source renews from there, silently.
 		if ts, err = tokenSource(ctx, o, nil, stderr); err != nil {
