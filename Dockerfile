@@ -31,8 +31,9 @@ COPY go.mod go.sum ./
 RUN go mod download
 
 COPY . .
-# The same target CI and `make demo` use.
-RUN make build
+# The plugin's own target of `make build` (the device-side command is not part of the image, and its
+# sources are not in the build context).
+RUN make build/mosquitto-oauth2.so
 
 # -------------------------------------------------------------------------------------------- runtime
 FROM debian:bookworm-slim
