@@ -28,6 +28,7 @@ import (
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/config"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/sessions"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/wake"
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/yield"
 )
 
 // tickNoMinimum is the next_ms every tick returns. Mosquitto 2.1 takes it as the least time before it
@@ -59,6 +60,7 @@ type instance struct {
 	// foreign answers the checks the broker makes on its other threads (2.1's HTTP API).
 	foreign *sessions.Foreign
 	metrics instanceMetrics
+	pacer   yield.Pacer // the broker thread's passes through the Go scheduler (see yieldIfDue)
 }
 
 // ring makes the next tick do its work and wakes the broker thread for it, once per tick however many
@@ -168,6 +170,7 @@ func goBasicAuth(goInst unsafe.Pointer, client *C.struct_mosquitto, clientID, us
 	defer recoverTo(&rc, C.MOSQ_ERR_AUTH, "basic auth")
 	inst := (*instance)(goInst)
 	defer inst.log.Flush(logLine)
+	inst.yieldIfDue()
 	req := auth.Request{
 		ClientID: goString(clientID),
 		Username: goString(username),
@@ -331,8 +334,17 @@ func goDisconnect(goInst unsafe.Pointer, client *C.struct_mosquitto, offline C.i
 	defer recoverTo(nil, 0, "disconnect")
 	inst := (*instance)(goInst)
 	defer inst.log.Flush(logLine)
+	inst.yieldIfDue()
 	ends := offline == 0 && (inst.v21 || bool(clean))
 	inst.machine.Disconnect(sessions.Client(unsafe.Pointer(client)), ends)
+}
+
+// yieldIfDue passes the broker thread through the Go scheduler when pacer says so (see package
+// yield), on the callbacks every connection makes. Broker thread only.
+func (inst *instance) yieldIfDue() {
+	if inst.pacer.Due(time.Now()) {
+		runtime.Gosched()
+	}
 }
 
 // recoverTo turns a panic into a log line and, when rc is not nil, the fail-closed code failRC. Broker
