@@ -64,9 +64,15 @@ int oauth2_client_registered(struct mosquitto *client)
 	return id != NULL && client_by_id != NULL && client_by_id(id) == client;
 }
 
+// completing is non-zero while Go answers a delayed check: the broker fires that client's CONNECT from
+// inside mosquitto_complete_basic_auth (see on_connect). Broker thread only.
+static int completing;
+
 void oauth2_complete_basic_auth(const char *client_id, int result)
 {
+	completing++;
 	complete_basic_auth(client_id, result);
+	completing--;
 }
 
 // The broker thread: the one that loads the plugin, runs the event loop and makes every callback but
@@ -172,7 +178,11 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 		return goForeignBasicAuth(inst->go, (uintptr_t)pthread_self(), ed->client, ed->username, ed->password);
 	}
 	memo_bump(inst);
-	int rc = goBasicAuth(inst->go, ed->client, ed->username, ed->password);
+	// What Go needs of the client is read here: a call from Go back into C costs a crossing each.
+	struct mosquitto *client = ed->client;
+	int rc = goBasicAuth(inst->go, client, (char *)mosquitto_client_id(client), ed->username, ed->password,
+		(char *)mosquitto_client_address(client), oauth2_client_registered(client),
+		mosquitto_client_clean_session(client));
 	memo_bump(inst);
 	return rc;
 }
@@ -266,7 +276,7 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 	struct instance *inst = userdata;
 	(void)event;
 	memo_bump(inst);
-	goDisconnect(inst->go, ed->client, 0);
+	goDisconnect(inst->go, ed->client, 0, mosquitto_client_clean_session(ed->client));
 	memo_bump(inst);
 	return MOSQ_ERR_SUCCESS;
 }
@@ -277,16 +287,23 @@ static int on_client_offline(int event, void *event_data, void *userdata)
 	struct instance *inst = userdata;
 	(void)event;
 	memo_bump(inst);
-	goDisconnect(inst->go, ed->client, 1);
+	goDisconnect(inst->go, ed->client, 1, mosquitto_client_clean_session(ed->client));
 	memo_bump(inst);
 	return MOSQ_ERR_SUCCESS;
 }
 
+// CONNECT fires for every client, but Go needs it only for a client accepted by a delayed check (see
+// sessions.Machine.Connect), whose CONNECT the broker fires from inside the answer Go gives. Any other
+// is passed over here: a C-to-Go call, with the Go runtime's sysmon woken by it, cost a cached reconnect
+// about as much as its whole check.
 static int on_connect(int event, void *event_data, void *userdata)
 {
 	struct oauth2_evt_connect *ed = event_data;
 	struct instance *inst = userdata;
 	(void)event;
+	if (!completing) {
+		return MOSQ_ERR_SUCCESS;
+	}
 	memo_bump(inst);
 	goConnect(inst->go, ed->client);
 	memo_bump(inst);

@@ -28,6 +28,7 @@ import (
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/config"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/sessions"
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/wake"
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/yield"
 )
 
 // tickNoMinimum is the next_ms every tick returns. Mosquitto 2.1 takes it as the least time before it
@@ -59,6 +60,7 @@ type instance struct {
 	// foreign answers the checks the broker makes on its other threads (2.1's HTTP API).
 	foreign *sessions.Foreign
 	metrics instanceMetrics
+	pacer   yield.Pacer // the broker thread's passes through the Go scheduler (see yieldIfDue)
 }
 
 // ring makes the next tick do its work and wakes the broker thread for it, once per tick however many
@@ -157,23 +159,28 @@ func (inst *instance) stop() {
 	}
 }
 
+// goBasicAuth decides a CONNECT's username and password on the broker thread. plugin.c reads the
+// client's id, address, clean session and whether the broker already lists it (2.1), since each call
+// from here into C would be a crossing of its own on every CONNECT.
+//
 //export goBasicAuth
-func goBasicAuth(goInst unsafe.Pointer, client *C.struct_mosquitto, username, password *C.char) (rc C.int) {
+func goBasicAuth(goInst unsafe.Pointer, client *C.struct_mosquitto, clientID, username, password, address *C.char, registered C.int, clean C.bool) (rc C.int) {
 	// A panic must refuse the client, never let it in and never return a code that drops it without a
 	// CONNACK.
 	defer recoverTo(&rc, C.MOSQ_ERR_AUTH, "basic auth")
 	inst := (*instance)(goInst)
 	defer inst.log.Flush(logLine)
+	inst.yieldIfDue()
 	req := auth.Request{
-		ClientID: goString(C.mosquitto_client_id(client)),
+		ClientID: goString(clientID),
 		Username: goString(username),
 		Password: goString(password),
-		Address:  goString(C.mosquitto_client_address(client)),
+		Address:  goString(address),
 	}
 	conn := sessions.Conn{
 		Client:       sessions.Client(unsafe.Pointer(client)),
-		Registered:   inst.v21 && C.oauth2_client_registered(client) != 0,
-		CleanSession: bool(C.mosquitto_client_clean_session(client)),
+		Registered:   inst.v21 && registered != 0,
+		CleanSession: bool(clean),
 	}
 	return authRC(inst.machine.BasicAuth(conn, req))
 }
@@ -320,15 +327,24 @@ func aclRC(r auth.Result) C.int {
 
 // goDisconnect handles DISCONNECT, and Mosquitto 2.1's CLIENT_OFFLINE (offline set) for persistent
 // sessions. 2.1 fires DISCONNECT only for sessions that end; 2.0 fires it for every connection, and its
-// session ends with it when clean session is on.
+// session ends with it when clean session is on (clean, read by plugin.c).
 //
 //export goDisconnect
-func goDisconnect(goInst unsafe.Pointer, client *C.struct_mosquitto, offline C.int) {
+func goDisconnect(goInst unsafe.Pointer, client *C.struct_mosquitto, offline C.int, clean C.bool) {
 	defer recoverTo(nil, 0, "disconnect")
 	inst := (*instance)(goInst)
 	defer inst.log.Flush(logLine)
-	ends := offline == 0 && (inst.v21 || bool(C.mosquitto_client_clean_session(client)))
+	inst.yieldIfDue()
+	ends := offline == 0 && (inst.v21 || bool(clean))
 	inst.machine.Disconnect(sessions.Client(unsafe.Pointer(client)), ends)
+}
+
+// yieldIfDue passes the broker thread through the Go scheduler when pacer says so (see package
+// yield), on the callbacks every connection makes. Broker thread only.
+func (inst *instance) yieldIfDue() {
+	if inst.pacer.Due(time.Now()) {
+		runtime.Gosched()
+	}
 }
 
 // recoverTo turns a panic into a log line and, when rc is not nil, the fail-closed code failRC. Broker

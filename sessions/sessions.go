@@ -431,7 +431,8 @@ func (m *Machine) startRechecks(s *session, secret string, d auth.Decision) {
 
 // Connect (Mosquitto 2.1's CONNECT event, fired from inside Complete) gives a client accepted by a
 // delayed check its username and session. If the rename fails the client is kicked: it must not stay
-// connected under a name it chose itself.
+// connected under a name it chose itself. Any other CONNECT changes nothing, so the plugin passes on
+// only those fired from inside Complete.
 func (m *Machine) Connect(c Client, clientID string) {
 	a, ok := m.accepted[clientID]
 	if !ok {

@@ -242,6 +242,19 @@ func TestLifecycle(t *testing.T) {
 				r.t.Errorf("log: %q", r.log.lines)
 			}
 		}},
+		// plugin.c passes on only the CONNECT events fired from inside Complete, and relies on this.
+		{"a CONNECT outside Complete changes nothing", Options{Delay: true}, func(r *rig) {
+			r.core.renames = true
+			r.core.delayed["tok"] = true
+			r.token("sync", time.Minute, "bob")
+			r.auth("a", "dev", "tok", true)
+			r.auth("b", "other", "sync", true)
+			r.m.Connect(r.conn("a"), "dev")
+			r.m.Connect(r.conn("b"), "other")
+			if len(r.m.sessions) != 1 || r.broker.names[r.conn("a")] != "" || r.broker.names[r.conn("b")] != "bob" || r.rights("a", "dev") {
+				r.t.Errorf("%d sessions, names %v", len(r.m.sessions), r.broker.names)
+			}
+		}},
 		{"disconnect_on_expiry false kicks nobody", Options{}, func(r *rig) {
 			r.token("tok", time.Minute, "")
 			r.auth("a", "dev", "tok", true)
