@@ -36,6 +36,8 @@ type options struct {
 	workers                          int
 	msgRound                         time.Duration // one round of a message row
 	msgRounds                        int
+	connectRound                     time.Duration // one round of an interleaved connect row
+	connectRounds                    int
 	only                             *regexp.Regexp // nil: every row
 }
 
@@ -46,10 +48,12 @@ func parseFlags() (options, error) {
 	flag.StringVar(&o.plugin, "plugin", "", "absolute path of build/mosquitto-oauth2.so (plugin rows are skipped without it)")
 	flag.StringVar(&o.label, "label", "", "free text naming the broker build, printed in the header")
 	flag.StringVar(&o.label, "broker-label", "", "same as -label")
-	flag.DurationVar(&o.duration, "duration", 3*time.Second, "how long each connect row runs")
+	flag.DurationVar(&o.duration, "duration", 3*time.Second, "how long each connect row that does not take turns runs")
 	flag.IntVar(&o.workers, "workers", 64, "concurrent connecting clients per connect row")
 	flag.DurationVar(&o.msgRound, "msg-round", 100*time.Millisecond, "how long each message row runs per round")
 	flag.IntVar(&o.msgRounds, "msg-rounds", 48, "rounds of each message row; its rate is their median (a multiple of 4 keeps the order balanced)")
+	flag.DurationVar(&o.connectRound, "connect-round", 100*time.Millisecond, "how long each interleaved connect row runs per round")
+	flag.IntVar(&o.connectRounds, "connect-rounds", 48, "rounds of each interleaved connect row; its rate is their median (a multiple of 4 keeps the order balanced)")
 	only := flag.String("only", "", "run only the rows whose name matches this regexp (and the rows they divide by)")
 	flag.Parse()
 	if *only != "" {
@@ -68,6 +72,10 @@ func parseFlags() (options, error) {
 		return o, fmt.Errorf("-msg-round %v: want more than 0 and at most 1m", o.msgRound)
 	case o.msgRounds < 1 || o.msgRounds > 1000:
 		return o, fmt.Errorf("-msg-rounds %d: want 1 to 1000", o.msgRounds)
+	case o.connectRound <= 0 || o.connectRound > time.Minute:
+		return o, fmt.Errorf("-connect-round %v: want more than 0 and at most 1m", o.connectRound)
+	case o.connectRounds < 1 || o.connectRounds > 1000:
+		return o, fmt.Errorf("-connect-rounds %d: want 1 to 1000", o.connectRounds)
 	case o.plugin != "" && !filepath.IsAbs(o.plugin):
 		return o, fmt.Errorf("-plugin %s: must be absolute (the broker runs in a temp dir)", o.plugin)
 	}
@@ -141,13 +149,12 @@ func run() error {
 		fmt.Fprintf(os.Stderr, "running: %s\n", r.name)
 		if r.interleave != nil {
 			results = append(results, env.runRounds(ctx, r.interleave)...)
-			continue
+		} else {
+			results = append(results, env.runRow(ctx, r))
 		}
-		res := env.runRow(ctx, r)
-		if len(results) == 0 && res.elapsed > 0 {
-			env.ceiling = float64(res.ops) / res.elapsed.Seconds()
+		if i := slices.IndexFunc(results, func(r rowResult) bool { return r.name == rowNoPlugin }); i >= 0 && results[i].failed == "" {
+			env.ceiling = results[i].rate()
 		}
-		results = append(results, res)
 	}
 	printTable(os.Stdout, results)
 	fmt.Printf("\ntotal run time %.1fs, load %s at the end\n", time.Since(start).Seconds(), loadAverage())
@@ -158,19 +165,29 @@ func run() error {
 }
 
 // selectRows keeps the rows whose name only matches, and the rows their ratios divide by. A group of
-// interleaved rows is kept whole when its name or one of its rows' matches.
+// interleaved rows is kept whole when its name or one of its rows' is kept.
 func selectRows(specs []rowSpec, only *regexp.Regexp) []rowSpec {
 	if only == nil {
 		return specs
 	}
 	keep := map[string]bool{}
 	for _, s := range specs {
-		if only.MatchString(s.name) || s.interleave != nil &&
-			slices.ContainsFunc(s.interleave.rows, func(m rowSpec) bool { return only.MatchString(m.name) }) {
+		if only.MatchString(s.name) {
 			keep[s.name], keep[s.ratioTo], keep[s.vsToo] = true, true, true
 		}
+		if s.interleave != nil {
+			for _, m := range s.interleave.rows {
+				if only.MatchString(m.name) {
+					keep[s.name], keep[m.ratioTo], keep[m.vsToo] = true, true, true
+				}
+			}
+		}
 	}
-	return slices.DeleteFunc(specs, func(s rowSpec) bool { return !keep[s.name] })
+	kept := func(s rowSpec) bool {
+		return keep[s.name] || s.interleave != nil &&
+			slices.ContainsFunc(s.interleave.rows, func(m rowSpec) bool { return keep[m.name] })
+	}
+	return slices.DeleteFunc(specs, func(s rowSpec) bool { return !kept(s) })
 }
 
 // failures makes the exit status non-zero when a broker did not start or died, so `make bench` cannot
@@ -194,8 +211,8 @@ func printHeader(o options, hz int) {
 	if label == "" {
 		label = "-"
 	}
-	fmt.Printf("%s | label: %s | connect rows: %v, %d workers | message rows: %d rounds of %v | GOMAXPROCS %d | load %s | %s\n",
-		brokerVersion(o.mosquitto), label, o.duration, o.workers, o.msgRounds, o.msgRound,
+	fmt.Printf("%s | label: %s | connect rows: %d rounds of %v, others %v, %d workers | message rows: %d rounds of %v | GOMAXPROCS %d | load %s | %s\n",
+		brokerVersion(o.mosquitto), label, o.connectRounds, o.connectRound, o.duration, o.workers, o.msgRounds, o.msgRound,
 		runtime.GOMAXPROCS(0), loadAverage(), time.Now().Format(time.RFC3339))
 	fmt.Printf("broker %s, plugin %s, CPU from /proc/PID/stat at %d ticks/s\n\n", o.mosquitto, o.plugin, hz)
 }

@@ -24,6 +24,7 @@ func printTable(w io.Writer, results []rowResult) {
 	}
 	cells := [][]string{tableHeader}
 	for _, r := range results {
+		r.detail = strings.TrimPrefix(strings.TrimSuffix(latencyNote(r.took)+"; "+r.detail, "; "), "; ")
 		ratio := "-"
 		if base, ok := measured[r.ratioTo]; ok && r.failed == "" {
 			ratio = fmt.Sprintf("%.2fx", median(ratios(r, base)))

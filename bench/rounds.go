@@ -5,69 +5,125 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"time"
 )
 
-// The message rows compare rates a few percent apart, on a machine whose speed drifts by more than
-// that from one second to the next (the load generator and other work share its cores). So the rows of
-// one comparison do not run one after the other: their brokers are started together and the rows take
-// turns, a short round each, many rounds over, and each row's rate is the median of its rounds. A
-// ratio between two such rows is the median of their per-round ratios, each taken between rounds run
-// moments apart. One row runs acl_file a second time on a broker of its own: its ratio to the first
-// is what noise alone makes of two identical configurations.
+// Some comparisons are of rates a few percent apart (the plugin's claim rules against acl_file, the
+// plugin's warm-cache connect against no authentication), on a machine whose speed drifts by more
+// than that from one second to the next (the load generator and other work share its cores). So the
+// rows of such a comparison do not run one after the other: their brokers are started together and
+// the rows take turns, a short round each, many rounds over, and each row's rate is the median of its
+// rounds. A ratio between two such rows is the median of their per-round ratios, each taken between
+// rounds run moments apart. One row runs the baseline's configuration a second time on a broker of its
+// own: its ratio to the first is what noise alone makes of two identical configurations.
 
-// messageGroup is the rows of one comparison: their brokers run together and take turns.
-type messageGroup struct {
-	qos    byte
-	fanout int
+// group is the rows of one comparison: their brokers run together and take turns (see runRounds).
+type group struct {
 	rows   []rowSpec
+	rounds int           // rounds of each row
+	round  time.Duration // how long each row runs per round
+	// open readies a row's freshly started broker for a block of rounds, before anything is timed,
+	// and returns what runs the row's rounds on it.
+	open func(ctx context.Context, spec rowSpec, b *broker) (session, error)
+}
+
+// session runs one row's rounds on one broker, for one block of rounds.
+type session struct {
+	// round runs the row's load for d; measure adds the broker's CPU and the IdP's requests. An
+	// error leaves the row's clients in no state for another round, and the row stops.
+	round func(d time.Duration) (rowResult, error)
+	close func()
 }
 
 // messageRows is the group of message rows for one QoS and fan-out: no ACL (what the others divide
-// by), acl_file, the plugin's claim rules, and acl_file again.
+// by), acl_file, the plugin's claim rules, and acl_file again. Each row's publisher and subscribers
+// connect once per block of rounds (with the plugin, every client sends the same token, introspected
+// once per client while connecting: the rounds measure ACL checks, not authentication).
 func (e *env) messageRows(qos byte, fanout int, anonymous func() (string, error)) rowSpec {
-	group := fmt.Sprintf("messages QoS %d 1→%d", qos, fanout)
-	base, aclFile := group+": no ACL", group+": acl_file %u pattern"
+	name := fmt.Sprintf("messages QoS %d 1→%d", qos, fanout)
+	base, aclFile := name+": no ACL", name+": acl_file %u pattern"
 	row := func(name string, plugin bool, conf func() (string, error), vsToo string) rowSpec {
 		return rowSpec{name: name, plugin: plugin, conf: conf, ratioTo: base, vsToo: vsToo}
 	}
-	return rowSpec{name: group, interleave: &messageGroup{qos: qos, fanout: fanout, rows: []rowSpec{
-		row(base, false, anonymous, ""),
-		row(aclFile, false, e.aclFileConf, ""),
-		row(group+": plugin claim rules", true, e.aclPluginConf, aclFile),
-		row(group+": acl_file again (noise check)", false, e.aclFileConf, aclFile),
-	}}}
+	open := func(_ context.Context, spec rowSpec, b *broker) (session, error) {
+		token := ""
+		if spec.plugin {
+			token = randomToken("acl-")
+		}
+		users := func(role string, k int) (string, string) {
+			if role == "pub" {
+				return msgPubUser, token
+			}
+			return fmt.Sprintf("dashboard-%d", k), token
+		}
+		s, err := openMessages(b.endpoint, qos, fanout, users)
+		if err != nil {
+			return session{}, err
+		}
+		return session{close: s.close, round: func(d time.Duration) (rowResult, error) {
+			m := s.round(d)
+			return rowResult{unit: "msg/s", ops: m.Delivered, elapsed: m.Elapsed}, m.Err
+		}}, nil
+	}
+	return rowSpec{name: name, interleave: &group{rounds: e.opts.msgRounds, round: e.opts.msgRound, open: open,
+		rows: []rowSpec{
+			row(base, false, anonymous, ""),
+			row(aclFile, false, e.aclFileConf, ""),
+			row(name+": plugin claim rules", true, e.aclPluginConf, aclFile),
+			row(name+": acl_file again (noise check)", false, e.aclFileConf, aclFile),
+		}}}
 }
 
-// runRounds runs -msg-rounds rounds of a group, each running every row for -msg-round, in the orders
-// of roundOrder, in blocks of as many rounds as the group has rows. Each block starts the rows'
-// brokers afresh and connects a publisher and its subscribers to each (with the plugin, every client
-// sends the same token, introspected once per client while connecting: the rounds measure ACL checks,
-// not authentication). Fresh brokers per block, because one broker can run a steady 10 to 20% faster
-// than another with the same config for the whole of its life (two acl_file brokers of the 1→10 group
-// did, on 2.0.11): the median over rounds then spans a dozen brokers per row, not one.
-func (e *env) runRounds(ctx context.Context, g *messageGroup) []rowResult {
+// connectWarmUp is how long each connect row of a group runs, untimed, on each new broker before its
+// first round: the warm-cache row's first connect is the cache's one introspection, and the first
+// connects to a new broker pay for its first allocations, neither of which the rounds are about.
+const connectWarmUp = 20 * time.Millisecond
+
+// connectGroup makes the connect rows specs (each with a run) a group that takes turns in rounds of
+// -connect-round. The rounds of a row share nothing but its broker: each runs the row's connect load
+// afresh.
+func (e *env) connectGroup(name string, specs ...rowSpec) rowSpec {
+	open := func(ctx context.Context, spec rowSpec, b *broker) (session, error) {
+		spec.run(ctx, b, connectWarmUp)
+		return session{close: func() {}, round: func(d time.Duration) (rowResult, error) {
+			return spec.run(ctx, b, d), nil
+		}}, nil
+	}
+	return rowSpec{name: name, interleave: &group{rows: specs, rounds: e.opts.connectRounds,
+		round: e.opts.connectRound, open: open}}
+}
+
+// runRounds runs g.rounds rounds of a group, each running every row for g.round, in the orders of
+// roundOrder, in blocks of as many rounds as the group has rows. Each block starts the rows' brokers
+// afresh and opens a session on each. Fresh brokers per block, because one broker can run a steady 10
+// to 20% faster than another with the same config for the whole of its life (two acl_file brokers of
+// the message group 1→10 did, on 2.0.11): the median over rounds then spans a dozen brokers per row,
+// not one.
+func (e *env) runRounds(ctx context.Context, g *group) []rowResult {
 	n := len(g.rows)
 	results := make([]rowResult, n)
-	for first := 0; first < e.opts.msgRounds && ctx.Err() == nil; first += n {
-		brokers, sessions := e.openBlock(g, results, first == 0)
-		for round := first; round < min(first+n, e.opts.msgRounds) && ctx.Err() == nil; round++ {
-			fmt.Fprintf(os.Stderr, "  round %d of %d\n", round+1, e.opts.msgRounds)
+	stopped := make([]bool, n) // the row failed, or a round left its clients in no state to go on
+	for first := 0; first < g.rounds && ctx.Err() == nil; first += n {
+		brokers, sessions := e.openBlock(ctx, g, results, stopped, first == 0)
+		for round := first; round < min(first+n, g.rounds) && ctx.Err() == nil; round++ {
+			fmt.Fprintf(os.Stderr, "  round %d of %d\n", round+1, g.rounds)
 			for _, i := range roundOrder(n, round) {
-				if sessions[i] == nil || results[i].failed != "" || results[i].errors > 0 {
-					continue // a round that failed leaves the row's clients in no state to go on
+				if stopped[i] {
+					continue
 				}
+				var err error
 				results[i].add(e.measure(g.rows[i], brokers[i], func() rowResult {
-					m := sessions[i].round(e.opts.msgRound)
-					r := rowResult{unit: "msg/s", ops: m.Delivered, elapsed: m.Elapsed}
-					if m.Err != nil {
-						r.errors, r.detail = 1, "error: "+m.Err.Error()
+					var r rowResult
+					if r, err = sessions[i].round(g.round); err != nil {
+						r.errors, r.detail = r.errors+1, "error: "+err.Error()
 					}
 					return r
 				}))
+				stopped[i] = err != nil || results[i].failed != ""
 			}
 		}
 		for i, b := range brokers {
-			if sessions[i] != nil {
+			if sessions[i].close != nil {
 				sessions[i].close()
 			}
 			if b != nil {
@@ -78,12 +134,12 @@ func (e *env) runRounds(ctx context.Context, g *messageGroup) []rowResult {
 	return results
 }
 
-// openBlock starts a broker for each row of the group that has not failed, and connects its clients.
+// openBlock starts a broker for each row of the group that has not stopped, and opens its session.
 // The first block also sets up results, which later blocks add to.
-func (e *env) openBlock(g *messageGroup, results []rowResult, first bool) ([]*broker, []*messageSession) {
-	brokers, sessions := make([]*broker, len(g.rows)), make([]*messageSession, len(g.rows))
+func (e *env) openBlock(ctx context.Context, g *group, results []rowResult, stopped []bool, first bool) ([]*broker, []session) {
+	brokers, sessions := make([]*broker, len(g.rows)), make([]session, len(g.rows))
 	for i, spec := range g.rows {
-		if !first && (results[i].failed != "" || results[i].errors > 0) {
+		if stopped[i] {
 			continue
 		}
 		b, res := e.startRow(spec)
@@ -95,23 +151,14 @@ func (e *env) openBlock(g *messageGroup, results []rowResult, first bool) ([]*br
 			}
 		}
 		if b == nil {
-			results[i].failed = res.failed
+			results[i].failed, stopped[i] = res.failed, true
 			continue
 		}
 		brokers[i] = b
-		token := ""
-		if spec.plugin {
-			token = randomToken("acl-")
-		}
-		users := func(role string, k int) (string, string) {
-			if role == "pub" {
-				return msgPubUser, token
-			}
-			return fmt.Sprintf("dashboard-%d", k), token
-		}
 		var err error
-		if sessions[i], err = openMessages(b.endpoint, g.qos, g.fanout, users); err != nil {
+		if sessions[i], err = g.open(ctx, spec, b); err != nil {
 			results[i].errors, results[i].failed = 1, "clients did not connect: "+err.Error()
+			stopped[i] = true
 		}
 	}
 	return brokers, sessions
@@ -145,6 +192,7 @@ func (r *rowResult) add(round rowResult) {
 	r.cpuTicks = addKnown(r.cpuTicks, round.cpuTicks)
 	r.idpRequests = addKnown(r.idpRequests, round.idpRequests)
 	r.rounds = append(r.rounds, round.rate())
+	r.took = append(r.took, round.took...)
 	if r.detail == "" {
 		r.detail = round.detail
 	}

@@ -35,10 +35,12 @@ type rowSpec struct {
 	tls      bool          // the broker's listener speaks TLS only (see tlsFiles)
 	idpDelay time.Duration // added to every IdP answer during the row
 	conf     func() (string, error)
-	run      func(ctx context.Context, b *broker) rowResult
+	// run runs the row's load on its broker for d (-duration, or a round of its group); the stall
+	// rows run for as long as their exchange takes.
+	run func(ctx context.Context, b *broker, d time.Duration) rowResult
 	// interleave, when set, makes this spec a group: its rows run on brokers started together, in
 	// rounds (see runRounds), and the spec itself has no row.
-	interleave *messageGroup
+	interleave *group
 	// ratioTo names the row the "vs no plugin" column divides by: the same broker without the plugin
 	// (or without ACLs), run in the same minute. Empty: no ratio (the stall rows). vsToo names a row
 	// whose ratio the detail column adds (acl_file, for the plugin's message rows).
@@ -61,6 +63,9 @@ type rowResult struct {
 	ratioTo, vsToo  string // from the rowSpec
 	// rounds holds the rate of each round of an interleaved row; its rate is their median.
 	rounds []float64
+	// took holds, for a connect row, each answered connect's time from dial to CONNACK, over all its
+	// rounds: the p99 in the detail column is theirs.
+	took []time.Duration
 }
 
 // Names of the rows other rows divide by.
@@ -81,8 +86,13 @@ func (e *env) rows() []rowSpec {
 		run: e.connectRow(fixedCredentials("bench", warm), false)}
 	fresh0 := rowSpec{name: "plugin, fresh opaque token, IdP 0 ms", plugin: true, conf: e.pluginConf,
 		run: e.connectRow(fresh, true)}
+	noise := noPlugin
+	noise.name = rowNoPlugin + " again (noise check)"
 	return slices.Concat(
-		against(rowNoPlugin, noPlugin, passwordFile, warmCache, fresh0,
+		// The plain connect rows that compare costs a few percent apart take turns in rounds; the
+		// rows that differ by far more than the machine's drift run one after the other.
+		[]rowSpec{e.connectGroup("connects", against(rowNoPlugin, noPlugin, passwordFile, warmCache, noise)...)},
+		against(rowNoPlugin, fresh0,
 			rowSpec{name: "plugin, fresh opaque token, IdP 5 ms", plugin: true, idpDelay: 5 * time.Millisecond,
 				conf: e.pluginConf, run: e.connectRow(fresh, true)},
 			rowSpec{name: "plugin, fresh JWT RS256, local check", plugin: true, conf: e.jwtConf, run: e.jwtRow("RS256")},
@@ -177,15 +187,15 @@ func (e *env) jwtConf() (string, error) {
 // jwtRow signs a distinct token per expected connect before the load starts (enough for 0.9 of the
 // ceiling's rate), then runs the connect load with them. A row that uses them all ends early and says
 // so, rather than sending a token twice (the second would be a cache hit).
-func (e *env) jwtRow(alg string) func(context.Context, *broker) rowResult {
-	return func(ctx context.Context, b *broker) rowResult {
-		n := int(0.9*e.ceiling*e.opts.duration.Seconds()) + 1000
+func (e *env) jwtRow(alg string) func(context.Context, *broker, time.Duration) rowResult {
+	return func(ctx context.Context, b *broker, d time.Duration) rowResult {
+		n := int(0.9*e.ceiling*d.Seconds()) + 1000
 		fmt.Fprintf(os.Stderr, "  signing %d %s tokens first\n", n, alg)
 		tokens, err := e.idp.JWT.presign(alg, n)
 		if err != nil {
 			return rowResult{unit: "conn/s", errors: 1, detail: "signing tokens: " + err.Error()}
 		}
-		return e.connectRow(tokenPool(tokens), false)(ctx, b)
+		return e.connectRow(tokenPool(tokens), false)(ctx, b, d)
 	}
 }
 
@@ -227,15 +237,18 @@ func (e *env) passwordFileConf() (string, error) {
 // token goes to the IdP, and the detail column adds how long each CONNACK came after the IdP had
 // written its answer: on 2.1 that answer is taken up by the broker thread only when its event loop
 // wakes.
-func (e *env) connectRow(creds credentials, wake bool) func(context.Context, *broker) rowResult {
-	return func(ctx context.Context, b *broker) rowResult {
+func (e *env) connectRow(creds credentials, wake bool) func(context.Context, *broker, time.Duration) rowResult {
+	return func(ctx context.Context, b *broker, d time.Duration) rowResult {
 		if wake {
 			e.idp.Record()
 		}
-		c := connectLoad(ctx, b.endpoint, e.opts.workers, e.opts.duration, creds)
+		c := connectLoad(ctx, b.endpoint, e.opts.workers, d, creds)
 		r := rowResult{unit: "conn/s", ops: c.OK, refused: c.Refused, errors: c.Errors,
-			elapsed: c.Elapsed}
-		notes := []string{latencyNote(c.Answers)}
+			elapsed: c.Elapsed, took: make([]time.Duration, len(c.Answers))}
+		for i, a := range c.Answers {
+			r.took[i] = a.took
+		}
+		var notes []string
 		if wake {
 			notes = append(notes, wakeNote(c.Answers, e.idp.Answered()))
 		}
@@ -248,22 +261,18 @@ func (e *env) connectRow(creds credentials, wake bool) func(context.Context, *br
 		if c.FirstErr != nil {
 			notes = append(notes, "first error: "+c.FirstErr.Error())
 		}
-		r.detail = strings.TrimPrefix(strings.Join(notes, "; "), "; ")
+		r.detail = strings.Join(notes, "; ")
 		return r
 	}
 }
 
-// latencyNote gives the 99th percentile of the time from dial to CONNACK over the answered connects.
-func latencyNote(answers []answer) string {
-	if len(answers) == 0 {
+// latencyNote gives the 99th percentile of took, the times from dial to CONNACK of the answered
+// connects.
+func latencyNote(took []time.Duration) string {
+	if len(took) == 0 {
 		return ""
 	}
-	took := make([]time.Duration, len(answers))
-	for i, a := range answers {
-		took[i] = a.took
-	}
-	slices.Sort(took)
-	return "connect p99 " + ms(percentile(took, 99))
+	return "connect p99 " + ms(percentile(slices.Sorted(slices.Values(took)), 99))
 }
 
 // wakeNote gives the median and 99th percentile of the time from the IdP's answer for a token being
@@ -283,8 +292,8 @@ func wakeNote(answers []answer, written map[string]time.Time) string {
 }
 
 // stallRow returns a row body that runs one stall window.
-func (e *env) stallRow(warm, slowToken string, precache bool) func(context.Context, *broker) rowResult {
-	return func(_ context.Context, b *broker) rowResult {
+func (e *env) stallRow(warm, slowToken string, precache bool) func(context.Context, *broker, time.Duration) rowResult {
+	return func(_ context.Context, b *broker, _ time.Duration) rowResult {
 		s, err := stallTest(b.endpoint, warm, slowToken, precache)
 		r := rowResult{unit: "msg/s", ops: int64(s.Received), elapsed: s.Elapsed}
 		if err != nil {
@@ -325,7 +334,7 @@ func (e *env) runRow(ctx context.Context, spec rowSpec) rowResult {
 	if b == nil {
 		return res
 	}
-	res = e.measure(spec, b, func() rowResult { return spec.run(ctx, b) })
+	res = e.measure(spec, b, func() rowResult { return spec.run(ctx, b, e.opts.duration) })
 	stopRow(b, &res)
 	return res
 }
