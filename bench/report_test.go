@@ -1,6 +1,8 @@
 package main
 
 import (
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -89,4 +91,66 @@ func b2i(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// The rows that divide by a row of a group keep the whole group, and a group's own rows keep it too.
+func TestSelectRowsKeepsTheGroupADivisorIsIn(t *testing.T) {
+	connects := rowSpec{name: "connects", interleave: &group{rows: against(rowNoPlugin,
+		rowSpec{name: rowNoPlugin}, rowSpec{name: "password_file"}, rowSpec{name: "plugin, warm cache"})}}
+	specs := func() []rowSpec {
+		return slices.Concat([]rowSpec{connects},
+			against(rowNoPlugin, rowSpec{name: "plugin, fresh JWT RS256, local check"}),
+			against(rowNoPluginTLS, rowSpec{name: rowNoPluginTLS}, rowSpec{name: "plugin, warm cache, TLS"}))
+	}
+	for _, c := range []struct {
+		only string
+		want []string
+	}{
+		{"JWT", []string{"connects", "plugin, fresh JWT RS256, local check"}},
+		{"password_file", []string{"connects"}},
+		{"^connects$", []string{"connects"}},
+		{"warm cache, TLS", []string{rowNoPluginTLS, "plugin, warm cache, TLS"}},
+	} {
+		var got []string
+		for _, s := range selectRows(specs(), regexp.MustCompile(c.only)) {
+			got = append(got, s.name)
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("-only %q ran %q, want %q", c.only, got, c.want)
+		}
+	}
+}
+
+// A row's rounds add up: counts and CPU sum, unknown CPU stays unknown, every connect's latency is
+// kept for the p99, and each round's rate is kept for the median.
+func TestAddPoolsRounds(t *testing.T) {
+	var r rowResult
+	r.add(rowResult{unit: "conn/s", ops: 100, elapsed: 100 * time.Millisecond, cpuTicks: 2, idpRequests: -1,
+		took: []time.Duration{1, 2}, detail: "first"})
+	r.add(rowResult{unit: "conn/s", ops: 300, elapsed: 100 * time.Millisecond, cpuTicks: 3, idpRequests: -1,
+		took: []time.Duration{3}, detail: "second"})
+	if r.ops != 400 || r.cpuTicks != 5 || r.idpRequests != -1 || r.detail != "first" {
+		t.Errorf("after two rounds: ops %d, CPU %d, IdP req %d, detail %q; want 400, 5, -1, first",
+			r.ops, r.cpuTicks, r.idpRequests, r.detail)
+	}
+	if !slices.Equal(r.took, []time.Duration{1, 2, 3}) || r.rate() != 2000 {
+		t.Errorf("took %v, rate %v; want [1 2 3] and the median of 1000 and 3000 conn/s", r.took, r.rate())
+	}
+	r.add(rowResult{ops: 1, elapsed: time.Second, cpuTicks: -1})
+	if r.cpuTicks != -1 {
+		t.Errorf("a round of unknown CPU left the row's CPU at %d, want -1 (unknown)", r.cpuTicks)
+	}
+}
+
+// The p99 of a connect row comes from all its rounds' connects and leads the detail column.
+func TestPrintTableLatencyLeadsDetail(t *testing.T) {
+	var b strings.Builder
+	printTable(&b, []rowResult{
+		{name: "a", unit: "conn/s", ops: 1, elapsed: time.Second, took: []time.Duration{2 * time.Millisecond}, detail: "refused"},
+		{name: "b", unit: "msg/s", ops: 1, elapsed: time.Second},
+	})
+	lines := strings.Split(b.String(), "\n")
+	if !strings.HasSuffix(lines[2], "| connect p99 2.0 ms; refused |") || !strings.HasSuffix(lines[3], "|  |") {
+		t.Errorf("table:\n%s\nwant row a's detail \"connect p99 2.0 ms; refused\" and row b's empty", b.String())
+	}
 }
