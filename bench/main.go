@@ -152,7 +152,8 @@ func run() error {
 		} else {
 			results = append(results, env.runRow(ctx, r))
 		}
-		if i := slices.IndexFunc(results, func(r rowResult) bool { return r.name == rowNoPlugin }); i >= 0 && results[i].failed == "" {
+		// The ceiling sizes the JWT rows' pools of pre-signed tokens.
+		if i := slices.IndexFunc(results, func(res rowResult) bool { return res.name == rowNoPlugin }); i >= 0 && results[i].failed == "" {
 			env.ceiling = results[i].rate()
 		}
 	}

@@ -32,7 +32,7 @@ type session struct {
 	// round runs the row's load for d; measure adds the broker's CPU and the IdP's requests. An
 	// error leaves the row's clients in no state for another round, and the row stops.
 	round func(d time.Duration) (rowResult, error)
-	close func()
+	close func() // nil when the rounds leave nothing open
 }
 
 // messageRows is the group of message rows for one QoS and fan-out: no ACL (what the others divide
@@ -79,13 +79,13 @@ func (e *env) messageRows(qos byte, fanout int, anonymous func() (string, error)
 // connects to a new broker pay for its first allocations, neither of which the rounds are about.
 const connectWarmUp = 20 * time.Millisecond
 
-// connectGroup makes the connect rows specs (each with a run) a group that takes turns in rounds of
+// connectGroup makes connect rows (specs, each with a run) a group that takes turns in rounds of
 // -connect-round. The rounds of a row share nothing but its broker: each runs the row's connect load
-// afresh.
+// afresh, and a connect that fails is counted in its round, not a reason to stop.
 func (e *env) connectGroup(name string, specs ...rowSpec) rowSpec {
 	open := func(ctx context.Context, spec rowSpec, b *broker) (session, error) {
-		spec.run(ctx, b, connectWarmUp)
-		return session{close: func() {}, round: func(d time.Duration) (rowResult, error) {
+		spec.run(ctx, b, connectWarmUp) // untimed, and its counts are not the rounds'
+		return session{round: func(d time.Duration) (rowResult, error) {
 			return spec.run(ctx, b, d), nil
 		}}, nil
 	}
