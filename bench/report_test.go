@@ -154,3 +154,15 @@ func TestPrintTableLatencyLeadsDetail(t *testing.T) {
 		t.Errorf("table:\n%s\nwant row a's detail \"connect p99 2.0 ms; refused\" and row b's empty", b.String())
 	}
 }
+
+// A row whose second ratio is to its own baseline gets only the spread of its per-round ratios.
+func TestPrintTableSpreadOfRatioToBaseline(t *testing.T) {
+	base := rowResult{name: "base", unit: "conn/s", rounds: []float64{10, 10, 10, 10}, ratioTo: "base"}
+	row := rowResult{name: "row", unit: "conn/s", rounds: []float64{9, 8, 10, 11}, ratioTo: "base", vsToo: "base"}
+	var b strings.Builder
+	printTable(&b, []rowResult{base, row})
+	if line := strings.Split(b.String(), "\n")[3]; !strings.Contains(line, "| 0.95x ") ||
+		!strings.HasSuffix(line, "| (middle half of rounds 0.90–1.00) |") {
+		t.Errorf("row line %q: want ratio 0.95x and detail (middle half of rounds 0.90–1.00)", line)
+	}
+}
