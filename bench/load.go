@@ -44,10 +44,10 @@ type connectCounts struct {
 	// Elapsed is the mean of the workers' busy times, each from the start to the end of the worker's
 	// last connect, begun before duration passed. A worker connects back to back, so its busy time is
 	// what its connects took: OK / Elapsed is the rate the workers kept up. Time to the end of the
-	// slowest worker's last connect would charge every worker for that tail, a share of the row as
-	// large as a connect's latency is of its duration: 3% of a 100 ms round at 64 workers and 10k
-	// conn/s, against 0.1% of a 3 s row, which would make the rows of a group look slower than those
-	// run on their own.
+	// slowest worker's last connect would charge every worker for that tail, about half a connect's
+	// latency: at 64 workers, 1.5% of a 100 ms round at 20k conn/s and 3% at 10k, against 0.1% of a
+	// 3 s row, which would bias a group's ratios and make its rows look slower than those run on
+	// their own.
 	Elapsed     time.Duration
 	FirstErr    error
 	RefusedCode byte // one of the refusal return codes, to print
