@@ -31,15 +31,15 @@ func printTable(w io.Writer, results []rowResult) {
 		}
 		if vs, ok := measured[r.vsToo]; ok && r.failed == "" {
 			rs := ratios(r, vs)
-			note := ""
+			note, spread := "", "%s"
 			if r.vsToo != r.ratioTo { // else the ratio column has it
-				note = fmt.Sprintf("%.2fx of acl_file ", median(rs))
+				note, spread = fmt.Sprintf("%.2fx of acl_file", median(rs)), " (%s)"
 			}
 			if len(rs) >= 4 {
 				slices.Sort(rs)
-				note += fmt.Sprintf("(middle half of rounds %.2f–%.2f)", rs[len(rs)/4], rs[len(rs)-1-len(rs)/4])
+				note += fmt.Sprintf(spread, fmt.Sprintf("middle half of rounds %.2f–%.2f", rs[len(rs)/4], rs[len(rs)-1-len(rs)/4]))
 			}
-			r.detail = strings.TrimPrefix(r.detail+"; "+strings.TrimSpace(note), "; ")
+			r.detail = strings.TrimPrefix(r.detail+"; "+note, "; ")
 		}
 		cells = append(cells, r.cells(ratio))
 	}

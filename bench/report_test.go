@@ -162,7 +162,19 @@ func TestPrintTableSpreadOfRatioToBaseline(t *testing.T) {
 	var b strings.Builder
 	printTable(&b, []rowResult{base, row})
 	if line := strings.Split(b.String(), "\n")[3]; !strings.Contains(line, "| 0.95x ") ||
-		!strings.HasSuffix(line, "| (middle half of rounds 0.90–1.00) |") {
-		t.Errorf("row line %q: want ratio 0.95x and detail (middle half of rounds 0.90–1.00)", line)
+		!strings.HasSuffix(line, "| middle half of rounds 0.90–1.00 |") {
+		t.Errorf("row line %q: want ratio 0.95x and detail \"middle half of rounds 0.90–1.00\"", line)
+	}
+}
+
+// The plugin's message rows keep their ratio to acl_file, with the spread in parentheses.
+func TestPrintTableRatioToAclFile(t *testing.T) {
+	base := rowResult{name: "base", unit: "msg/s", rounds: []float64{10, 10, 10, 10}}
+	acl := rowResult{name: "acl", unit: "msg/s", rounds: []float64{5, 5, 5, 5}, ratioTo: "base"}
+	row := rowResult{name: "row", unit: "msg/s", rounds: []float64{5, 4, 5, 6}, ratioTo: "base", vsToo: "acl"}
+	var b strings.Builder
+	printTable(&b, []rowResult{base, acl, row})
+	if line := strings.Split(b.String(), "\n")[4]; !strings.HasSuffix(line, "| 1.00x of acl_file (middle half of rounds 1.00–1.00) |") {
+		t.Errorf("row line %q: want detail \"1.00x of acl_file (middle half of rounds 1.00–1.00)\"", line)
 	}
 }
