@@ -23,7 +23,7 @@ help:
 	@echo "make unit    unit tests with -race"
 	@echo "make e2e     end-to-end tests: the built .so in a real Mosquitto (BROKER=$(BROKER)) against test/idp"
 	@echo "make e2e-all the end-to-end tests against every supported broker ($(BROKERS))"
-	@echo "make bench   connect (plain, TLS), message-ACL, wake-up and stall figures against $(BENCH_BROKERS), as ratios to the broker without the plugin (about 5 min)"
+	@echo "make bench   connect (plain, TLS), message-ACL, wake-up and stall figures against $(BENCH_BROKERS), as ratios to the broker without the plugin (about 5½ min)"
 	@echo "make fuzz    run each fuzz target for FUZZTIME ($(FUZZTIME))"
 	@echo "make demo    start test/idp and a broker with the plugin, print a ready mosquitto_pub/sub pair"
 	@echo "make image-test build the Docker image and test it with docker run and docker-compose.yml against test/idp"
