@@ -126,9 +126,7 @@ type v5 struct {
 	qos    byte
 	retain bool
 	cancel context.CancelFunc
-	fin    chan struct{}
-	mu     sync.Mutex
-	failed error
+	ending
 }
 
 func connectV5(ctx context.Context, c sessionConfig, u *url.URL) (session, error) {
@@ -141,7 +139,7 @@ func connectV5(ctx context.Context, c sessionConfig, u *url.URL) (session, error
 		method = ""
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	s := &v5{cancel: cancel, fin: make(chan struct{}), qos: byte(c.o.qos), retain: c.o.retain}
+	s := &v5{cancel: cancel, ending: newEnding(), qos: byte(c.o.qos), retain: c.o.retain}
 	k := renew.New(c.tokens, renew.Options{AuthMethod: method, Username: c.o.username, Margin: c.o.margin,
 		Fatal: fatal, Logf: c.logf, OnRenew: func(r renew.Renewal) { c.debugf("%s", describeRenewal(r)) }})
 	first := make(chan error, 1)
@@ -236,6 +234,32 @@ func connectV5(ctx context.Context, c sessionConfig, u *url.URL) (session, error
 	return s, nil
 }
 
+// ending is how a session ends for good: the first failure closes done and is kept for err.
+type ending struct {
+	fin    chan struct{}
+	mu     sync.Mutex
+	failed error
+}
+
+func newEnding() ending { return ending{fin: make(chan struct{})} }
+
+func (e *ending) fail(err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.failed == nil {
+		e.failed = err
+		close(e.fin)
+	}
+}
+
+func (e *ending) done() <-chan struct{} { return e.fin }
+
+func (e *ending) err() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.failed
+}
+
 // connectErrorText turns autopaho's connection errors into one line.
 func connectErrorText(err error) string {
 	if tokErr := tokenFailure(err); tokErr != nil {
@@ -287,15 +311,6 @@ func connackReason(code byte) string {
 	return "refused"
 }
 
-func (s *v5) fail(err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.failed == nil {
-		s.failed = err
-		close(s.fin)
-	}
-}
-
 func (s *v5) publish(ctx context.Context, topic string, payload []byte) error {
 	p := &paho.Publish{Topic: topic, QoS: s.qos, Retain: s.retain, Payload: payload}
 	for attempt := 0; ; attempt++ {
@@ -317,14 +332,6 @@ func (s *v5) publish(ctx context.Context, topic string, payload []byte) error {
 			return fmt.Errorf("publishing to %s: no connection: %w", topic, err)
 		}
 	}
-}
-
-func (s *v5) done() <-chan struct{} { return s.fin }
-
-func (s *v5) err() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.failed
 }
 
 func (s *v5) close() {

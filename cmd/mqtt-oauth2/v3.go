@@ -24,10 +24,9 @@ type v3 struct {
 	qos    byte
 	retain bool
 	cancel context.CancelFunc
-	fin    chan struct{}
-	mu     sync.Mutex
-	failed error
-	tok    *oauth2.Token
+	ending
+	mu  sync.Mutex // guards tok
+	tok *oauth2.Token
 }
 
 func connectV3(ctx context.Context, c sessionConfig, u *url.URL) (session, error) {
@@ -45,7 +44,7 @@ func connectV3(ctx context.Context, c sessionConfig, u *url.URL) (session, error
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	s := &v3{qos: byte(c.o.qos), retain: c.o.retain, cancel: cancel, fin: make(chan struct{}), tok: tok}
+	s := &v3{qos: byte(c.o.qos), retain: c.o.retain, cancel: cancel, ending: newEnding(), tok: tok}
 	loop := &renew.Loop{Tokens: tokens, Margin: c.o.margin, Fatal: fatal, Logf: c.logf,
 		OnRenew: func(r renew.Renewal) { c.debugf("%s", describeRenewal(r)) }}
 	var said sync.Once
@@ -160,15 +159,6 @@ func v3ConnectError(err error) error {
 	return fmt.Errorf("cannot connect: %w", err)
 }
 
-func (s *v3) fail(err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.failed == nil {
-		s.failed = err
-		close(s.fin)
-	}
-}
-
 func (s *v3) publish(ctx context.Context, topic string, payload []byte) error {
 	t := s.c.Publish(topic, s.qos, s.retain, payload)
 	select {
@@ -180,14 +170,6 @@ func (s *v3) publish(ctx context.Context, topic string, payload []byte) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-func (s *v3) done() <-chan struct{} { return s.fin }
-
-func (s *v3) err() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.failed
 }
 
 func (s *v3) close() {
