@@ -355,6 +355,9 @@ func introspectionOpts(i *idp, p pki) []string {
 // startBroker writes conf (with LISTENER placeholders replaced by free ports) and starts Mosquitto.
 // Each "listener LISTENER" line gets its own port on 127.0.0.1, and "listener LISTENER@127.0.0.2" on
 // that loopback address.
+// running is the line Mosquitto logs once its listeners are open.
+var running = regexp.MustCompile(`(?m): mosquitto version \S+ running$`)
+
 func startBroker(t *testing.T, conf string) *broker {
 	t.Helper()
 	b, err := tryStartBroker(t, conf)
@@ -364,7 +367,19 @@ func startBroker(t *testing.T, conf string) *broker {
 	return b
 }
 
+// tryStartBroker starts Mosquitto with conf, a second time on other ports when it could not open its
+// listeners: freePort's port may be taken by another process before the broker binds it.
 func tryStartBroker(t *testing.T, conf string) (*broker, error) {
+	t.Helper()
+	b, err := startOnce(t, conf)
+	if err != nil && strings.Contains(b.Log(), "Unable to start any listening sockets") {
+		t.Logf("retrying the broker on other ports: %v\n%s", err, b.Log())
+		b, err = startOnce(t, conf)
+	}
+	return b, err
+}
+
+func startOnce(t *testing.T, conf string) (*broker, error) {
 	t.Helper()
 	mosquitto := os.Getenv("MOSQUITTO")
 	if mosquitto == "" || os.Getenv("PLUGIN_SO") == "" {
@@ -407,6 +422,8 @@ func tryStartBroker(t *testing.T, conf string) (*broker, error) {
 	}
 	go func() { b.cmd.Wait(); logFile.Close(); close(b.exited) }()
 	t.Cleanup(b.Stop)
+	// Ready once it says it runs (after opening every listener) and its last port answers: a port that
+	// answers alone may be another process's.
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
@@ -414,9 +431,11 @@ func tryStartBroker(t *testing.T, conf string) (*broker, error) {
 			return b, fmt.Errorf("mosquitto exited during start-up")
 		default:
 		}
-		if c, err := net.Dial("tcp", net.JoinHostPort(host, strconv.Itoa(b.Ports[len(b.Ports)-1]))); err == nil {
-			c.Close()
-			return b, nil
+		if running.MatchString(b.Log()) {
+			if c, err := net.Dial("tcp", net.JoinHostPort(host, strconv.Itoa(b.Ports[len(b.Ports)-1]))); err == nil {
+				c.Close()
+				return b, nil
+			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
