@@ -12,7 +12,7 @@ BROKERS   ?= 2.0.11 2.0.21 2.1.2
 BENCH_BROKERS ?= 2.0.11 2.1.2
 MOSQUITTO ?=
 GOSRC     := $(shell find . -path ./build -prune -o -path ./test/idp -prune -o -name '*.go' -print) plugin/plugin.c plugin/shim.h go.mod go.sum
-UNIT_PKGS := ./acl/... ./auth/... ./bench/... ./blockinghttp/... ./cache/... ./cmd/... ./config/... ./grant/... ./introspect/... ./jwt/... ./logtext/... ./metrics/... ./renew/... ./sessions/... ./strictjson/... ./template/... ./verified/... ./wake/... ./yield/...
+UNIT_PKGS := ./acl/... ./auth/... ./bench/... ./blockinghttp/... ./cache/... ./cmd/... ./config/... ./grant/... ./introspect/... ./jwt/... ./logtext/... ./metrics/... ./renew/... ./sessions/... ./strictjson/... ./template/... ./verified/... ./wake/... ./wellknown/... ./yield/...
 FUZZTIME  ?= 10s
 
 .PHONY: help build test unit e2e e2e-all bench fuzz lint demo image-test deps clean

@@ -22,12 +22,9 @@ import (
 // come from the refresh token the last one brought. ctx carries every request the source makes, and
 // cancelling it ends a sign-in that is waiting for approval.
 func (c *Config) Device(ctx context.Context) oauth2.TokenSource {
-	if c.TokenURL == "" {
-		return failed(c, errors.New("no token endpoint: discover it from the issuer or set TokenURL"))
-	}
 	key, tok, err := c.cached(grantDevice)
 	if err != nil {
-		return failed(c, err)
+		return failed(err)
 	}
 	s := &deviceSource{
 		prompt: c.Prompt,

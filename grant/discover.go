@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/wellknown"
 )
 
 // Endpoints of an authorization server.
@@ -35,13 +37,8 @@ func Discover(ctx context.Context, hc *http.Client, issuer string) (Endpoints, e
 		return Endpoints{}, fmt.Errorf("the issuer %q is not an http(s) URL", issuer)
 	}
 	trimmed := strings.TrimSuffix(issuer, "/")
-	// RFC 8414 §3.1 puts its well-known segment between the host and the issuer's path; OpenID
-	// Connect appends its own. Without a path the two are alike.
-	rfc8414 := *iss
-	rfc8414.Path = "/.well-known/oauth-authorization-server" + strings.TrimSuffix(iss.Path, "/")
-	rfc8414.RawPath = ""
 	var doc metadata
-	for _, u := range []string{trimmed + "/.well-known/openid-configuration", rfc8414.String()} {
+	for _, u := range wellknown.URLs(issuer) {
 		doc, err = fetchMetadata(ctx, hc, u)
 		var pe *ProviderError
 		if !errors.As(err, &pe) || pe.StatusCode != http.StatusNotFound {

@@ -61,12 +61,9 @@ const (
 // token while it is valid for at least Margin, then a new one from the token endpoint. ctx carries
 // every request the source makes, now and later.
 func (c *Config) ClientCredentials(ctx context.Context) oauth2.TokenSource {
-	if c.TokenURL == "" {
-		return failed(c, errors.New("no token endpoint: discover it from the issuer or set TokenURL"))
-	}
 	key, tok, err := c.cached(grantClientCredentials)
 	if err != nil {
-		return failed(c, err)
+		return failed(err)
 	}
 	ctx = c.context(ctx)
 	cc := &clientcredentials.Config{
@@ -92,8 +89,8 @@ func (f tokenFunc) Token() (*oauth2.Token, error) { return f() }
 
 // failed is a source that fails with err: the x/oauth2 shape has no error at construction, so a
 // configuration or cache error comes out of the first Token call, as x/oauth2's own do.
-func failed(c *Config, err error) oauth2.TokenSource {
-	return oauth2.ReuseTokenSourceWithExpiry(nil, tokenFunc(func() (*oauth2.Token, error) { return nil, err }), c.Margin)
+func failed(err error) oauth2.TokenSource {
+	return tokenFunc(func() (*oauth2.Token, error) { return nil, err })
 }
 
 // context is ctx with c.HTTPClient where x/oauth2 looks for it.
@@ -117,8 +114,11 @@ func (c *Config) params() url.Values {
 }
 
 // cached returns the cache key of this configuration and grant, and the token stored under it: nil
-// when there is none or no cache.
+// when there is none or no cache. It fails without a token endpoint, which every grant needs.
 func (c *Config) cached(grant string) (string, *oauth2.Token, error) {
+	if c.TokenURL == "" {
+		return "", nil, errors.New("no token endpoint: discover it from the issuer or set TokenURL")
+	}
 	if c.Cache == nil {
 		return "", nil, nil
 	}

@@ -19,6 +19,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/logtext"
+	"github.com/mosquitto-oauth2/mosquitto-oauth2/wellknown"
 )
 
 // Limits of the key set. Unknown kids are what a forger controls, so they may cost at most one fetch per
@@ -214,7 +215,7 @@ func (s *keySet) keysURL() (string, error) {
 		return u, nil
 	}
 	var errs []string
-	for _, doc := range discoveryURLs(s.issuer) {
+	for _, doc := range wellknown.URLs(s.issuer) {
 		u, err := s.discover(doc)
 		if err == nil {
 			s.mu.Lock()
@@ -225,20 +226,6 @@ func (s *keySet) keysURL() (string, error) {
 		errs = append(errs, err.Error())
 	}
 	return "", fmt.Errorf("%w: discovery failed: %s", ErrKeysUnavailable, strings.Join(errs, "; "))
-}
-
-// discoveryURLs lists where an issuer's metadata may be: OpenID Connect Discovery 1.0 §4 appends the
-// well-known path to the issuer; RFC 8414 §3 inserts it between host and path.
-func discoveryURLs(issuer string) []string {
-	base := strings.TrimSuffix(issuer, "/")
-	out := []string{base + "/.well-known/openid-configuration"}
-	if u, err := url.Parse(base); err == nil {
-		path := u.Path
-		u.Path = "/.well-known/oauth-authorization-server" + path
-		u.RawPath = ""
-		out = append(out, u.String())
-	}
-	return out
 }
 
 // discover reads one metadata document. Its issuer must be the configured one exactly (OIDC Discovery

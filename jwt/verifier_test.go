@@ -772,16 +772,6 @@ func TestDiscovery(t *testing.T) {
 			t.Fatalf("err = %v", err)
 		}
 	})
-	t.Run("paths", func(t *testing.T) {
-		got := discoveryURLs("https://idp.example/realms/iot/")
-		want := []string{
-			"https://idp.example/realms/iot/.well-known/openid-configuration",
-			"https://idp.example/.well-known/oauth-authorization-server/realms/iot",
-		}
-		if fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Errorf("discoveryURLs = %q, want %q", got, want)
-		}
-	})
 }
 
 func TestParseKeySetSkipsUnusableKeys(t *testing.T) {

@@ -36,10 +36,9 @@ type Options struct {
 
 // Keeper keeps a session run by autopaho authenticated with tokens from an oauth2.TokenSource.
 type Keeper struct {
-	loop     Loop
-	opts     Options
-	fatal    chan error
-	reauthTO time.Duration
+	loop  Loop
+	opts  Options
+	fatal chan error
 
 	mu       sync.Mutex
 	noMethod bool          // the broker answered CONNACK 0x8C: the token goes in the password
@@ -53,12 +52,15 @@ type Keeper struct {
 // reauthReason is MQTT 5's "Re-authenticate" reason code for a client's AUTH packet.
 const reauthReason = 0x19
 
+// reauthTimeout bounds the wait for the broker's answer to a re-authentication.
+const reauthTimeout = 10 * time.Second
+
 // badAuthMethod is CONNACK 0x8C, "Bad authentication method".
 const badAuthMethod = 0x8C
 
 // New returns a Keeper for tokens; it takes effect through Configure and Run.
 func New(tokens oauth2.TokenSource, o Options) *Keeper {
-	k := &Keeper{opts: o, fatal: make(chan error, 1), up: make(chan struct{}), reauthTO: 10 * time.Second}
+	k := &Keeper{opts: o, fatal: make(chan error, 1), up: make(chan struct{})}
 	k.loop = Loop{
 		Tokens:  oauth2.ReuseTokenSourceWithExpiry(nil, tokens, o.Margin),
 		Margin:  o.Margin,
@@ -217,7 +219,7 @@ func (k *Keeper) present(ctx context.Context, cm *autopaho.ConnectionManager, to
 	reauth := k.opts.AuthMethod != "" && !k.noReauth
 	k.mu.Unlock()
 	if reauth {
-		actx, cancel := context.WithTimeout(ctx, k.reauthTO)
+		actx, cancel := context.WithTimeout(ctx, reauthTimeout)
 		resp, err := cm.Authenticate(actx, &paho.Auth{ReasonCode: reauthReason,
 			Properties: &paho.AuthProperties{AuthMethod: k.opts.AuthMethod, AuthData: []byte(tok.AccessToken)}})
 		cancel()

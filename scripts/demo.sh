@@ -29,7 +29,7 @@ EXAMPLE="$ROOT/mosquitto.conf.example"
 IDP_DIR="$ROOT/test/idp"
 MOSQUITTO=${MOSQUITTO:-$(command -v mosquitto 2>/dev/null || echo /usr/sbin/mosquitto)}
 SMOKE=${DEMO_SMOKE:-0}
-# stop, in_use, make_pki, start_idp, idp_token
+# stop, in_use, make_pki, start_idp
 . "$ROOT/scripts/lib.sh"
 
 say() { printf 'demo: %s\n' "$*"; }

@@ -104,20 +104,7 @@ func (r *run) wait(t *testing.T, within time.Duration) int {
 }
 
 // stop ends the command as Ctrl-C would.
-func (r *run) stop() {
-	select {
-	case <-r.done:
-		return
-	default:
-	}
-	r.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-r.done:
-	case <-time.After(5 * time.Second):
-		r.cmd.Process.Kill()
-		<-r.done
-	}
-}
+func (r *run) stop() { stopProcess(r.cmd.Process, syscall.SIGINT, r.done) }
 
 // waitStderr waits until stderr matches re and returns the match.
 func (r *run) waitStderr(t *testing.T, re *regexp.Regexp, within time.Duration) []string {

@@ -256,15 +256,9 @@ func (i *idp) Stop() {
 	if i.cmd == nil || i.cmd.Process == nil {
 		return
 	}
-	i.cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan struct{})
 	go func() { i.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		i.cmd.Process.Kill()
-		<-done
-	}
+	stopProcess(i.cmd.Process, syscall.SIGTERM, done)
 	i.cmd = nil
 }
 
@@ -443,18 +437,21 @@ func startOnce(t *testing.T, conf string) (*broker, error) {
 }
 
 // Stop stops the broker and fails the test if it died on its own before.
-func (b *broker) Stop() {
+func (b *broker) Stop() { stopProcess(b.cmd.Process, syscall.SIGTERM, b.exited) }
+
+// stopProcess sends p sig, then SIGKILL if it has not exited 5 s later; exited closes when it has.
+func stopProcess(p *os.Process, sig os.Signal, exited <-chan struct{}) {
 	select {
-	case <-b.exited:
+	case <-exited:
 		return
 	default:
 	}
-	b.cmd.Process.Signal(syscall.SIGTERM)
+	p.Signal(sig)
 	select {
-	case <-b.exited:
+	case <-exited:
 	case <-time.After(5 * time.Second):
-		b.cmd.Process.Kill()
-		<-b.exited
+		p.Kill()
+		<-exited
 	}
 }
 

@@ -127,8 +127,12 @@ func usageError(stderr io.Writer, format string, args ...any) error {
 
 // tlsConfig trusts --ca-file if given, else the system's roots.
 func (o *options) tlsConfig() (*tls.Config, error) {
+	if o.tls != nil {
+		return o.tls, nil // the IdP's client and the broker's connection share it: the CA file is read once
+	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if o.caFile == "" {
+		o.tls = cfg
 		return cfg, nil
 	}
 	pem, err := os.ReadFile(o.caFile)
@@ -140,12 +144,14 @@ func (o *options) tlsConfig() (*tls.Config, error) {
 		return nil, fmt.Errorf("CA file %s: no PEM certificate in it", o.caFile)
 	}
 	cfg.RootCAs = pool
+	o.tls = cfg
 	return cfg, nil
 }
 
-// tokenSource builds the source of tokens the options describe. prompt receives the device flow's
-// instructions; nil makes a needed sign-in an error instead.
-func tokenSource(ctx context.Context, o *options, prompt io.Writer, stderr io.Writer) (oauth2.TokenSource, error) {
+// grantConfig says, from the options, which authorization server to ask, as which client, for what;
+// it discovers the endpoints the options do not give. prompt receives the device flow's instructions;
+// nil makes a needed sign-in an error instead.
+func grantConfig(ctx context.Context, o *options, prompt io.Writer, stderr io.Writer) (*grant.Config, error) {
 	if o.clientID == "" {
 		return nil, usageError(stderr, "--client-id is required")
 	}
@@ -202,10 +208,15 @@ func tokenSource(ctx context.Context, o *options, prompt io.Writer, stderr io.Wr
 		}
 		cfg.Cache = grant.NewCache(path)
 	}
-	if kind == "device" {
-		return cfg.Device(ctx), nil
+	return cfg, nil
+}
+
+// tokenSource is cfg's source for the grant the options name.
+func tokenSource(ctx context.Context, o *options, cfg *grant.Config) oauth2.TokenSource {
+	if o.grantKind() == "device" {
+		return cfg.Device(ctx)
 	}
-	return cfg.ClientCredentials(ctx), nil
+	return cfg.ClientCredentials(ctx)
 }
 
 // grantKind is --grant, or by default client_credentials for a client with a secret, else device.
@@ -220,11 +231,11 @@ func (o *options) grantKind() string {
 }
 
 func tokenCmd(ctx context.Context, o *options, _ io.Reader, stdout, stderr io.Writer) error {
-	ts, err := tokenSource(ctx, o, stderr, stderr)
+	cfg, err := grantConfig(ctx, o, stderr, stderr)
 	if err != nil {
 		return err
 	}
-	tok, err := ts.Token()
+	tok, err := tokenSource(ctx, o, cfg).Token()
 	if err != nil {
 		return err
 	}

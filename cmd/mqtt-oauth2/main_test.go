@@ -55,6 +55,10 @@ func TestRun(t *testing.T) {
 		{"pub without message", []string{"pub", "-t", "a/b"}, 2, "-m MESSAGE or -l"},
 		{"sub without filter", []string{"sub"}, 2, "at least one -t FILTER"},
 		{"bad margin", []string{"sub", "-t", "x", "--margin", "0s"}, 2, "--margin must be positive"},
+		{"bad broker URL", []string{"sub", "-t", "x", "--broker", "127.0.0.1:1883"}, 2, "is not a URL like mqtt://host:1883"},
+		{"bad broker scheme", []string{"sub", "-t", "x", "--broker", "ws://127.0.0.1:8080"}, 2, `scheme "ws" is not mqtt:// or mqtts://`},
+		{"bad QoS", []string{"sub", "-t", "x", "-q", "3"}, 2, "-q must be 0, 1 or 2"},
+		{"bad MQTT version", []string{"pub", "-t", "x", "-m", "y", "--mqtt-version", "3"}, 2, "--mqtt-version must be 5 or 3.1.1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

@@ -52,34 +52,24 @@ type sessionConfig struct {
 	onMessage func(message)
 }
 
-// connect opens a session and waits until it is up, or until it failed (pub) or ctx ended.
-func connect(ctx context.Context, c sessionConfig) (session, error) {
-	u, err := url.Parse(c.o.broker)
-	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("--broker %q is not a URL like mqtt://host:1883", c.o.broker)
-	}
-	if c.o.qos < 0 || c.o.qos > 2 {
-		return nil, fmt.Errorf("-q must be 0, 1 or 2")
-	}
+// connect opens a session to u and waits until it is up, or until it failed (pub) or ctx ended.
+func connect(ctx context.Context, c sessionConfig, u *url.URL) (session, error) {
 	if c.o.id == "" {
 		b := make([]byte, 6)
 		_, _ = rand.Read(b)
 		c.o.id = "mqtt-oauth2-" + hex.EncodeToString(b)
 	}
-	switch c.o.mqttVersion {
-	case "5":
+	if c.o.mqttVersion == "5" {
 		return connectV5(ctx, c, u)
-	case "3.1.1", "4":
-		return connectV3(ctx, c, u)
 	}
-	return nil, fmt.Errorf("--mqtt-version must be 5 or 3.1.1, not %q", c.o.mqttVersion)
+	return connectV3(ctx, c, u)
 }
 
 // fatal says which token errors end a session instead of being retried.
 func fatal(err error) bool { return !grant.IsTransient(err) }
 
-// backoff is the wait before reconnect attempt n: none for the first, since a renewal by reconnecting
-// waits for it, then 1 s doubling to 30 s.
+// backoff is the wait before attempt n to connect, or to get the first token: none for the first,
+// since a renewal by reconnecting waits for it, then 1 s doubling to 30 s.
 func backoff(n int) time.Duration {
 	if n == 0 {
 		return 0
@@ -423,20 +413,35 @@ func subCmd(ctx context.Context, o *options, _ io.Reader, stdout, stderr io.Writ
 // with the instructions on stderr; once connected the session runs unattended, so a sign-in needed
 // later (a refresh token refused) ends it with a message instead of a prompt nobody may see.
 func start(ctx context.Context, o *options, stderr io.Writer, retry bool, onMessage func(message)) (session, error) {
+	// The session's options are checked before any sign-in: a typo must not cost a person a code.
 	if o.margin <= 0 {
 		return nil, usageError(stderr, "--margin must be positive")
 	}
+	u, err := url.Parse(o.broker)
+	if err != nil || u.Host == "" {
+		return nil, usageError(stderr, "--broker %q is not a URL like mqtt://host:1883", o.broker)
+	}
+	if _, ok := v3Schemes[strings.ToLower(u.Scheme)]; !ok {
+		return nil, usageError(stderr, "--broker %s: scheme %q is not mqtt:// or mqtts://", u.Redacted(), u.Scheme)
+	}
+	if o.qos < 0 || o.qos > 2 {
+		return nil, usageError(stderr, "-q must be 0, 1 or 2")
+	}
+	if o.mqttVersion != "5" && o.mqttVersion != "3.1.1" && o.mqttVersion != "4" {
+		return nil, usageError(stderr, "--mqtt-version must be 5 or 3.1.1, not %q", o.mqttVersion)
+	}
 	logf := func(format string, args ...any) { fmt.Fprintf(stderr, "mqtt-oauth2: "+format+"\n", args...) }
+	var cfg *grant.Config
 	var ts oauth2.TokenSource
 	errs := &onceLogger{logf: logf}
-	for wait := time.Duration(0); ; wait = min(max(2*wait, time.Second), 30*time.Second) {
+	for attempt := 0; ; attempt++ {
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(wait):
+		case <-time.After(backoff(attempt)):
 		}
-		var err error
-		if ts, err = tokenSource(ctx, o, stderr, stderr); err == nil {
+		if cfg, err = grantConfig(ctx, o, stderr, stderr); err == nil {
+			ts = tokenSource(ctx, o, cfg)
 			_, err = ts.Token()
 		}
 		if err == nil {
@@ -447,16 +452,14 @@ func start(ctx context.Context, o *options, stderr io.Writer, retry bool, onMess
 		}
 		errs.log("%v (retrying, at most 30 s apart)", err)
 	}
-	if !o.noCache && o.grantKind() == "device" {
-		var err error
+	if cfg.Cache != nil && o.grantKind() == "device" {
 		// The sign-in above left its tokens in the cache; this source renews from there, silently.
-		if ts, err = tokenSource(ctx, o, nil, stderr); err != nil {
-			return nil, err
-		}
+		cfg.Prompt = nil
+		ts = cfg.Device(ctx)
 	}
 	debugf := func(string, ...any) {}
 	if o.debug {
 		debugf = logf
 	}
-	return connect(ctx, sessionConfig{o: o, tokens: ts, logf: logf, debugf: debugf, retry: retry, onMessage: onMessage})
+	return connect(ctx, sessionConfig{o: o, tokens: ts, logf: logf, debugf: debugf, retry: retry, onMessage: onMessage}, u)
 }

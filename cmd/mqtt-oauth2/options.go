@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,6 +30,8 @@ type options struct {
 	message                                       string
 	lines, verbose, debug                         bool
 	count                                         int
+
+	tls *tls.Config // from caFile, made once by tlsConfig
 }
 
 type topicList []string

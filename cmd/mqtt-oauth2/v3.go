@@ -16,6 +16,9 @@ import (
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/renew"
 )
 
+// v3Schemes maps the broker URL schemes the command takes (renew.Keeper's, for MQTT 5) to paho v3's.
+var v3Schemes = map[string]string{"mqtt": "tcp", "tcp": "tcp", "mqtts": "ssl", "ssl": "ssl", "tls": "ssl"}
+
 // v3 is an MQTT 3.1.1 session on paho's v3 client. MQTT 3.1.1 has no re-authentication, so each
 // renewal is a new connection that carries the new token as its password, on the same persistent
 // session (clean session off), subscribing again.
@@ -34,10 +37,7 @@ func connectV3(ctx context.Context, c sessionConfig, u *url.URL) (session, error
 	if err != nil {
 		return nil, err
 	}
-	scheme := map[string]string{"mqtt": "tcp", "tcp": "tcp", "mqtts": "ssl", "ssl": "ssl", "tls": "ssl"}[strings.ToLower(u.Scheme)]
-	if scheme == "" {
-		return nil, fmt.Errorf("broker URL %s: scheme %q is not mqtt:// or mqtts://", u.Redacted(), u.Scheme)
-	}
+	scheme := v3Schemes[strings.ToLower(u.Scheme)]
 	tokens := oauth2.ReuseTokenSourceWithExpiry(nil, c.tokens, c.o.margin)
 	tok, err := tokens.Token()
 	if err != nil {
