@@ -32,6 +32,7 @@ type env struct {
 type rowSpec struct {
 	name     string
 	plugin   bool          // needs -plugin; the fake IdP's requests are counted
+	asksIdP  bool          // the load itself asks the fake IdP (the ceiling rows): its requests are counted
 	tls      bool          // the broker's listener speaks TLS only (see tlsFiles)
 	idpDelay time.Duration // added to every IdP answer during the row
 	conf     func() (string, error)
@@ -58,7 +59,7 @@ type rowResult struct {
 	elapsed         time.Duration
 	cpuTicks        int64 // -1 when unknown
 	hz              int
-	idpRequests     int64 // -1 when the row has no plugin
+	idpRequests     int64 // -1 when the row has no plugin and does not ask the IdP itself
 	detail          string
 	failed          string // the broker did not start or died: the numbers are not a measurement
 	ratioTo, vsToo  string // from the rowSpec
@@ -96,7 +97,11 @@ func (e *env) rows() []rowSpec {
 		// The plain connect rows that compare costs a few percent apart take turns in rounds; the
 		// rows that differ by far more than the machine's drift run one after the other.
 		[]rowSpec{e.connectGroup("connects", grouped...)},
-		against(rowNoPlugin, fresh0,
+		against(rowNoPlugin,
+			rowSpec{name: "ceiling: no plugin, client asks the IdP first, 0 ms", asksIdP: true, conf: anonymous, run: e.ceilingRow()},
+			fresh0,
+			rowSpec{name: "ceiling: no plugin, client asks the IdP first, 5 ms", asksIdP: true, idpDelay: 5 * time.Millisecond,
+				conf: anonymous, run: e.ceilingRow()},
 			rowSpec{name: "plugin, fresh opaque token, IdP 5 ms", plugin: true, idpDelay: 5 * time.Millisecond,
 				conf: e.pluginConf, run: e.connectRow(fresh, true)},
 			rowSpec{name: "plugin, fresh JWT RS256, local check", plugin: true, conf: e.jwtConf, run: e.jwtRow("RS256")},
@@ -377,7 +382,7 @@ func (e *env) measure(spec rowSpec, b *broker, load func() rowResult) rowResult 
 	if cpuErr == nil && cpuErr1 == nil {
 		r.cpuTicks = int64(cpu1 - cpu0)
 	}
-	if spec.plugin {
+	if spec.plugin || spec.asksIdP {
 		r.idpRequests = e.idp.Requests() - req0
 	}
 	if died := b.Died(); died != nil {
