@@ -3,7 +3,6 @@
 package blockinghttp
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -16,8 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// conn is a TCP connection on a blocking socket. It implements net.Conn so that crypto/tls can run
-// over it.
+// blockingSocket is a TCP connection on a blocking socket. It implements net.Conn so that crypto/tls
+// can run over it.
 //
 // Its deadline is absolute and bounds everything done on it, however the peer spreads its bytes: before
 // each read(2) or write(2) the time left is set as the socket's SO_RCVTIMEO or SO_SNDTIMEO, so a server
@@ -28,23 +27,16 @@ import (
 // signal whose handler has SA_RESTART. That does not restart the calls made here: with a socket timeout
 // set, read(2) and write(2) fail with EINTR, and ppoll(2) always does. Each is made again with the time
 // then left. connect(2) must not be made again, so it never waits (see connect).
-type conn struct {
+type blockingSocket struct {
 	fd       int
 	local    net.Addr
 	remote   net.Addr
 	once     sync.Once
 	deadline time.Time // zero: no deadline
-	// idleSince is when the connection was last put back for reuse.
-	idleSince time.Time
-	// rw is what HTTP goes through: the socket itself, or the TLS connection over it; br buffers
-	// reads from rw for the life of the connection.
-	rw  io.ReadWriteCloser
-	lim io.LimitedReader // over rw: bounds the headers of one answer
-	br  *bufio.Reader    // over lim
 }
 
-// dial resolves host and connects to port before the deadline.
-func dial(ctx context.Context, host, port string, deadline time.Time) (*conn, error) {
+// dialBlocking resolves host and connects to port before the deadline.
+func dialBlocking(ctx context.Context, host, port string, deadline time.Time) (*blockingSocket, error) {
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	ips, err := net.DefaultResolver.LookupIPAddr(ctx, host)
@@ -63,7 +55,7 @@ func dial(ctx context.Context, host, port string, deadline time.Time) (*conn, er
 }
 
 // dialIP connects to ip and port before the deadline.
-func dialIP(ip net.IP, port string, deadline time.Time) (*conn, error) {
+func dialIP(ip net.IP, port string, deadline time.Time) (*blockingSocket, error) {
 	p, err := net.LookupPort("tcp", port)
 	if err != nil {
 		return nil, err
@@ -85,8 +77,7 @@ func dialIP(ip net.IP, port string, deadline time.Time) (*conn, error) {
 	if err != nil {
 		return nil, os.NewSyscallError("socket", err)
 	}
-	c := &conn{fd: fd, remote: &net.TCPAddr{IP: ip, Port: p}, deadline: deadline}
-	c.rw = c
+	c := &blockingSocket{fd: fd, remote: &net.TCPAddr{IP: ip, Port: p}, deadline: deadline}
 	syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
 	if err := c.connect(sa); err != nil {
 		c.Close()
@@ -108,7 +99,7 @@ func dialIP(ip net.IP, port string, deadline time.Time) (*conn, error) {
 // fails with EALREADY, or waits anew for as long as the socket's timeout, past the deadline. So the
 // socket is non-blocking here and the thread waits for the handshake in ppoll(2), which a signal
 // interrupts harmlessly, then reads its result as SO_ERROR.
-func (c *conn) connect(sa syscall.Sockaddr) error {
+func (c *blockingSocket) connect(sa syscall.Sockaddr) error {
 	switch err := syscall.Connect(c.fd, sa); err {
 	case nil:
 	case syscall.EINPROGRESS, syscall.EINTR: // EINTR cannot come without a wait, but means the same
@@ -134,7 +125,7 @@ func (c *conn) connect(sa syscall.Sockaddr) error {
 // awaitConnected waits in ppoll(2) until the handshake has ended, well or not, or the deadline has
 // passed. A signal ends ppoll(2) early whatever its handler's flags; the wait then goes on with the time
 // left.
-func (c *conn) awaitConnected() error {
+func (c *blockingSocket) awaitConnected() error {
 	fds := []unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLOUT}}
 	for {
 		var left *unix.Timespec // nil: no limit
@@ -166,8 +157,7 @@ func (e timeoutError) Error() string   { return "blockinghttp: " + e.op + " time
 func (e timeoutError) Timeout() bool   { return true }
 func (e timeoutError) Temporary() bool { return true }
 
-// Read and Write are the raw socket; c.rw is what the transport uses (TLS or not).
-func (c *conn) Read(p []byte) (int, error) {
+func (c *blockingSocket) Read(p []byte) (int, error) {
 	for {
 		if err := c.arm(syscall.SO_RCVTIMEO, "read"); err != nil {
 			return 0, err
@@ -189,7 +179,7 @@ func (c *conn) Read(p []byte) (int, error) {
 	}
 }
 
-func (c *conn) Write(p []byte) (int, error) {
+func (c *blockingSocket) Write(p []byte) (int, error) {
 	written := 0
 	for written < len(p) {
 		if err := c.arm(syscall.SO_SNDTIMEO, "write"); err != nil {
@@ -214,7 +204,7 @@ func (c *conn) Write(p []byte) (int, error) {
 // open says whether an idle connection can carry a request: the server has neither closed it nor sent
 // anything unasked (an HTTP 408, a TLS alert), which a request sent now would be answered with. One
 // non-blocking recv(2) that peeks, so nothing is consumed.
-func (c *conn) open() bool {
+func (c *blockingSocket) open() bool {
 	var b [1]byte
 	for {
 		_, _, err := syscall.Recvfrom(c.fd, b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
@@ -230,29 +220,29 @@ func (c *conn) open() bool {
 // Close closes the socket once. It skips TLS's close_notify: the server learns of the close from TCP,
 // and tls.Conn.Close would call back into this method. An EINTR from close(2) is not retried: Linux has
 // released the descriptor by then, and its number may already be another thread's.
-func (c *conn) Close() error {
+func (c *blockingSocket) Close() error {
 	err := net.ErrClosed
 	c.once.Do(func() { err = syscall.Close(c.fd) })
 	return err
 }
 
-func (c *conn) LocalAddr() net.Addr  { return c.local }
-func (c *conn) RemoteAddr() net.Addr { return c.remote }
+func (c *blockingSocket) LocalAddr() net.Addr  { return c.local }
+func (c *blockingSocket) RemoteAddr() net.Addr { return c.remote }
 
 // SetDeadline sets the deadline of every later read and write; crypto/tls is its only other caller.
-func (c *conn) SetDeadline(t time.Time) error {
+func (c *blockingSocket) SetDeadline(t time.Time) error {
 	c.deadline = t
 	return nil
 }
 
 // SetReadDeadline and SetWriteDeadline set the one deadline both directions share: the transport never
 // needs them apart.
-func (c *conn) SetReadDeadline(t time.Time) error  { return c.SetDeadline(t) }
-func (c *conn) SetWriteDeadline(t time.Time) error { return c.SetDeadline(t) }
+func (c *blockingSocket) SetReadDeadline(t time.Time) error  { return c.SetDeadline(t) }
+func (c *blockingSocket) SetWriteDeadline(t time.Time) error { return c.SetDeadline(t) }
 
 // arm sets the socket's timeout opt (SO_RCVTIMEO or SO_SNDTIMEO) to the time left before the deadline,
 // or fails at once (as op) when none is left.
-func (c *conn) arm(opt int, op string) error {
+func (c *blockingSocket) arm(opt int, op string) error {
 	var tv syscall.Timeval // zero: wait without limit
 	if !c.deadline.IsZero() {
 		d := time.Until(c.deadline)

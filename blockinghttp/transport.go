@@ -4,32 +4,44 @@ package blockinghttp
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"sync"
 	"time"
 )
 
-// Transport is an http.RoundTripper that makes each request on a blocking socket in the calling
-// goroutine. It speaks HTTP/1.1 with keep-alive (HTTP/2 brings nothing to one request at a time).
+// Transport is an http.RoundTripper that makes each request in the calling goroutine, on blocking
+// sockets or, with GoPoller, through Go's network poller. It speaks HTTP/1.1 with keep-alive (HTTP/2
+// brings nothing to one request at a time on a connection).
 //
 // It keeps net/http's promises: the request's context deadline, which it requires, bounds the whole
-// exchange however the bytes arrive (see conn), a request is sent again whole, and a kept connection
-// the server has closed is noticed before it costs a request (see get). Cancelling the context before
-// its deadline does not cut short an exchange under way: only the thread that waits could.
+// exchange however the bytes arrive (see blockingSocket), a request is sent again whole, and a kept
+// connection the server has closed is noticed before it costs a request (see get). On blocking
+// sockets, cancelling the context before its deadline does not cut short an exchange under way: only
+// the thread that waits could. Through the poller it does, as with net/http.
 //
 // Its fields mean what net/http.Transport's of the same name mean, so a caller can copy them from
 // the Go transport it replaces. It is safe for concurrent use once in use; the fields must not change.
 type Transport struct {
+	// GoPoller makes connections through Go's network poller instead of blocking sockets: a goroutine
+	// that waits is parked and its thread freed, as with net/http, for goroutines that may be parked
+	// (the plugin's own, never the broker thread). The exchange still runs in the calling goroutine,
+	// without net/http's read and write goroutines per connection and the hand-offs to them.
+	GoPoller bool
 	// TLSClientConfig configures https requests; nil is tls.Config's defaults.
 	TLSClientConfig *tls.Config
 	// MaxResponseHeaderBytes bounds the headers of one answer, interim answers included; 0 is
 	// net/http's default of 10 MiB.
 	MaxResponseHeaderBytes int64
+	// MaxIdleConnsPerHost bounds the kept connections (all to one host, in practice); 0 is net/http's
+	// default of 2.
+	MaxIdleConnsPerHost int
 	// IdleConnTimeout drops a kept connection unused this long; 0 keeps it as long as the server does.
 	IdleConnTimeout time.Duration
 
@@ -41,8 +53,53 @@ type Transport struct {
 	closeIdle bool
 }
 
-// maxIdle bounds kept connections: one broker thread uses one at a time.
-const maxIdle = 4
+// socket is a connected TCP socket, blocking or polled.
+type socket interface {
+	net.Conn
+	// open says whether an idle connection can carry a request: the server has neither closed it
+	// nor sent anything unasked (an HTTP 408, a TLS alert), which a request sent now would be
+	// answered with.
+	open() bool
+}
+
+// conn is one connection and the HTTP state kept over it.
+type conn struct {
+	sock socket
+	// idleSince is when the connection was last put back for reuse.
+	idleSince time.Time
+	// rw is what HTTP goes through: the socket itself, or the TLS connection over it; br buffers
+	// reads from rw for the life of the connection.
+	rw  io.ReadWriter
+	lim io.LimitedReader // over rw: bounds the headers of one answer
+	br  *bufio.Reader    // over lim
+	// uncancel, through the poller, ends the watch on the request's context (see watch).
+	uncancel func() bool
+}
+
+// Close closes the socket. It skips TLS's close_notify: the server learns of the close from TCP.
+func (c *conn) Close() error {
+	c.release()
+	return c.sock.Close()
+}
+
+// watch makes the context's end cut short the exchange under way, through the poller: the socket's
+// deadline is moved to the past, which wakes the parked goroutine.
+func (c *conn) watch(ctx context.Context) {
+	if _, ok := c.sock.(polledSocket); ok && ctx.Done() != nil {
+		c.uncancel = context.AfterFunc(ctx, func() { c.sock.SetDeadline(time.Unix(1, 0)) })
+	}
+}
+
+// release ends the watch and says whether the connection is still usable: the context did not end
+// while it was watched.
+func (c *conn) release() bool {
+	if c.uncancel == nil {
+		return true
+	}
+	ok := c.uncancel()
+	c.uncancel = nil
+	return ok
+}
 
 // RoundTrip sends req and returns the answer with its headers read; the body is read from the
 // connection as the caller reads it, within the same deadline.
@@ -63,7 +120,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err == nil {
 			return resp, nil
 		}
+		cut := !conn.release()
 		conn.Close()
+		if cut { // through the poller, the context ended: say so, as net/http does
+			return nil, req.Context().Err()
+		}
 		// The server may close a kept connection while the request is on its way, after get looked:
 		// the request then meets a reset or an end of stream before any answer. Like net/http for a
 		// request it may replay, try once more on a new connection, with the whole request again.
@@ -104,7 +165,10 @@ func rewind(req *http.Request) *http.Request {
 }
 
 func (t *Transport) exchange(conn *conn, req *http.Request, deadline time.Time) (*http.Response, error) {
-	conn.deadline = deadline
+	if err := conn.sock.SetDeadline(deadline); err != nil {
+		return nil, err
+	}
+	conn.watch(req.Context())
 	// The headers of one answer, interim ones included, may not exceed MaxResponseHeaderBytes, as with
 	// net/http. Set before writing: RoundTrip reads an untouched limit as "no byte of an answer came".
 	conn.lim.N = t.maxHeaderBytes()
@@ -153,7 +217,7 @@ func (t *Transport) get(req *http.Request, deadline time.Time) (*conn, bool, err
 		c := t.idle[n-1]
 		t.idle = t.idle[:n-1]
 		t.mu.Unlock()
-		if (t.IdleConnTimeout <= 0 || time.Since(c.idleSince) < t.IdleConnTimeout) && c.open() {
+		if (t.IdleConnTimeout <= 0 || time.Since(c.idleSince) < t.IdleConnTimeout) && c.sock.open() {
 			return c, true, nil
 		}
 		c.Close()
@@ -163,10 +227,11 @@ func (t *Transport) get(req *http.Request, deadline time.Time) (*conn, bool, err
 	if port == "" {
 		port = map[bool]string{true: "443", false: "80"}[https]
 	}
-	c, err := dial(req.Context(), req.URL.Hostname(), port, deadline)
+	sock, err := t.dial(req.Context(), req.URL.Hostname(), port, deadline)
 	if err != nil {
 		return nil, false, err
 	}
+	c := &conn{sock: sock, rw: sock}
 	if https {
 		cfg := t.TLSClientConfig.Clone()
 		if cfg == nil {
@@ -175,12 +240,12 @@ func (t *Transport) get(req *http.Request, deadline time.Time) (*conn, bool, err
 		if cfg.ServerName == "" {
 			cfg.ServerName = req.URL.Hostname()
 		}
-		tc := tls.Client(c, cfg)
+		tc := tls.Client(sock, cfg)
 		// Not HandshakeContext: on cancellation it closes the socket from another goroutine while this
 		// one may still read or write it (a file descriptor number the process may have reused by
 		// then). The connection's deadline bounds the handshake instead.
 		if err := tc.Handshake(); err != nil {
-			c.Close()
+			sock.Close()
 			return nil, false, fmt.Errorf("blockinghttp: TLS handshake: %w", err)
 		}
 		c.rw = tc
@@ -190,10 +255,24 @@ func (t *Transport) get(req *http.Request, deadline time.Time) (*conn, bool, err
 	return c, false, nil
 }
 
+func (t *Transport) dial(ctx context.Context, host, port string, deadline time.Time) (socket, error) {
+	if t.GoPoller {
+		return dialPolled(ctx, host, port, deadline)
+	}
+	return dialBlocking(ctx, host, port, deadline)
+}
+
+func (t *Transport) maxIdle() int {
+	if t.MaxIdleConnsPerHost > 0 {
+		return t.MaxIdleConnsPerHost
+	}
+	return http.DefaultMaxIdleConnsPerHost
+}
+
 func (t *Transport) put(c *conn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.closeIdle || len(t.idle) >= maxIdle || c.br.Buffered() > 0 {
+	if !c.release() || t.closeIdle || len(t.idle) >= t.maxIdle() || c.br.Buffered() > 0 {
 		c.Close()
 		return
 	}

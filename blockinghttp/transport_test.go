@@ -24,10 +24,11 @@ import (
 // The tests in this file hold Transport to net/http's: the same servers, misbehaving the way real ones
 // do, must give the same outcome on both, side by side in one test.
 
-// transports are the two transports compared, by name.
-var transports = []string{"net/http", "blocking"}
+// transports are the transports compared, by name: net/http, and Transport on blocking sockets and
+// through Go's poller.
+var transports = []string{"net/http", "blocking", "polled"}
 
-// Limits both transports are given, as package introspect gives them.
+// Limits every transport is given, as package introspect gives them.
 const (
 	testMaxHeaderBytes  = 64 << 10
 	testIdleConnTimeout = 90 * time.Second
@@ -43,8 +44,8 @@ func newTransport(t testing.TB, name string) http.RoundTripper {
 	switch name {
 	case "net/http":
 		rt = &http.Transport{MaxResponseHeaderBytes: testMaxHeaderBytes, IdleConnTimeout: testIdleConnTimeout}
-	case "blocking":
-		rt = &Transport{MaxResponseHeaderBytes: testMaxHeaderBytes, IdleConnTimeout: testIdleConnTimeout}
+	case "blocking", "polled":
+		rt = &Transport{GoPoller: name == "polled", MaxResponseHeaderBytes: testMaxHeaderBytes, IdleConnTimeout: testIdleConnTimeout}
 	}
 	t.Cleanup(rt.CloseIdleConnections)
 	return rt
@@ -506,8 +507,10 @@ func TestTransportsAgainstServerBehaviours(t *testing.T) {
 					}
 				}
 			}
-			if !slices.Equal(got["net/http"], got["blocking"]) {
-				t.Errorf("net/http: %q, blocking: %q", got["net/http"], got["blocking"])
+			for _, tr := range transports[1:] {
+				if !slices.Equal(got["net/http"], got[tr]) {
+					t.Errorf("net/http: %q, %s: %q", got["net/http"], tr, got[tr])
+				}
 			}
 			for _, tr := range transports {
 				if !slices.Equal(got[tr], tc.want) {
@@ -533,18 +536,70 @@ func TestReusesLiveConnections(t *testing.T) {
 		{"idle as long as IdleConnTimeout", 0, 50 * time.Millisecond, 100 * time.Millisecond, 3},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			srv := newScriptedIdP(t, jsonAnswer(activeBody).with(func(a *answer) { a.idleClose = tc.idleClose }))
-			rt := &Transport{MaxResponseHeaderBytes: testMaxHeaderBytes, IdleConnTimeout: tc.idleTimeout}
-			t.Cleanup(rt.CloseIdleConnections)
-			for range 3 {
-				if got := post(t, rt, srv.URL(), testForm, 2*time.Second); got != "200 "+activeBody {
-					t.Fatal(got)
+		for _, polled := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s, GoPoller %t", tc.name, polled), func(t *testing.T) {
+				srv := newScriptedIdP(t, jsonAnswer(activeBody).with(func(a *answer) { a.idleClose = tc.idleClose }))
+				rt := &Transport{GoPoller: polled, MaxResponseHeaderBytes: testMaxHeaderBytes, IdleConnTimeout: tc.idleTimeout}
+				t.Cleanup(rt.CloseIdleConnections)
+				for range 3 {
+					if got := post(t, rt, srv.URL(), testForm, 2*time.Second); got != "200 "+activeBody {
+						t.Fatal(got)
+					}
+					time.Sleep(tc.pause)
 				}
-				time.Sleep(tc.pause)
+				if n, served := srv.conns.Load(), srv.served.Load(); n != tc.want || served != 3 {
+					t.Errorf("%d connections for %d requests, want %d for 3", n, served, tc.want)
+				}
+			})
+		}
+	}
+}
+
+// TestCancelCutsExchangeThroughPoller: through the poller, a request whose context is cancelled while
+// the server thinks ends at once with the context's error, as with net/http, and its connection is not
+// kept: the next request gets its answer on a new one. On blocking sockets the exchange runs to its
+// answer (the positive control that the server was still thinking).
+func TestCancelCutsExchangeThroughPoller(t *testing.T) {
+	const think = 500 * time.Millisecond
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			var conns, slow atomic.Int32
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if slow.Add(1) == 1 {
+					time.Sleep(think)
+				}
+				jsonReply(200, activeBody)(w, r)
+			}))
+			srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+				if s == http.StateNew {
+					conns.Add(1)
+				}
 			}
-			if n, served := srv.conns.Load(), srv.served.Load(); n != tc.want || served != 3 {
-				t.Errorf("%d connections for %d requests, want %d for 3", n, served, tc.want)
+			srv.Start()
+			defer srv.Close()
+			rt := newTransport(t, tr)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			time.AfterFunc(50*time.Millisecond, cancel)
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, strings.NewReader(testForm))
+			start := time.Now()
+			resp, err := rt.RoundTrip(req)
+			took := time.Since(start)
+			if tr == "blocking" {
+				if err != nil || took < think {
+					t.Fatalf("after %v: %v; want the answer after the server's %v", took, err, think)
+				}
+				resp.Body.Close()
+				return
+			}
+			if !errors.Is(err, context.Canceled) || took > think/2 {
+				t.Fatalf("after %v: %v; want context.Canceled at once", took, err)
+			}
+			if got := post(t, rt, srv.URL, testForm, 2*time.Second); got != "200 "+activeBody {
+				t.Fatal(got)
+			}
+			if n := conns.Load(); n != 2 {
+				t.Errorf("%d connections, want 2: the cut one not kept", n)
 			}
 		})
 	}
@@ -675,9 +730,11 @@ func FuzzTransports(f *testing.F) {
 				}
 			}
 		}
-		if !slices.Equal(got["net/http"], got["blocking"]) {
-			t.Errorf("net/http: %q, blocking: %q\nanswers: %+v\n%+v\npause %v",
-				got["net/http"], got["blocking"], first, second, pause)
+		for _, tr := range transports[1:] {
+			if !slices.Equal(got["net/http"], got[tr]) {
+				t.Errorf("net/http: %q, %s: %q\nanswers: %+v\n%+v\npause %v",
+					got["net/http"], tr, got[tr], first, second, pause)
+			}
 		}
 	})
 }

@@ -8,12 +8,15 @@ import (
 	"github.com/mosquitto-oauth2/mosquitto-oauth2/blockinghttp"
 )
 
-// blockingTransport returns the transport for Config.BlockingIO, with the TLS settings and limits of
+// directTransport returns the transport that makes each request in the calling goroutine, on
+// blocking sockets or through Go's poller (see Config.BlockingIO), with the TLS settings and limits of
 // the Go transport it stands in for.
-func blockingTransport(t *http.Transport) http.RoundTripper {
+func directTransport(t *http.Transport, blocking bool) http.RoundTripper {
 	return &blockinghttp.Transport{
+		GoPoller:               !blocking,
 		TLSClientConfig:        t.TLSClientConfig,
 		MaxResponseHeaderBytes: t.MaxResponseHeaderBytes,
+		MaxIdleConnsPerHost:    t.MaxIdleConnsPerHost,
 		IdleConnTimeout:        t.IdleConnTimeout,
 	}
 }

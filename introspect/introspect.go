@@ -127,10 +127,11 @@ type Config struct {
 	Leeway time.Duration
 	// Now returns the current time; nil means time.Now. For tests.
 	Now func() time.Time
-	// BlockingIO makes requests on blocking sockets in the calling goroutine (HTTP/1.1), for callers
-	// that run on a thread which must not be parked: Mosquitto 2.0's broker thread. See package
-	// blockinghttp. It is not used when a proxy is configured for the endpoint, nor on systems other
-	// than Linux (see blockingTransport).
+	// BlockingIO makes requests on blocking sockets, for callers that run on a thread which must not
+	// be parked: Mosquitto 2.0's broker thread. Without it, they go through Go's network poller. Either
+	// way each request runs in the calling goroutine on package blockinghttp's HTTP/1.1 transport,
+	// except when a proxy is configured for the endpoint or on systems other than Linux: there
+	// net/http carries them (see directTransport).
 	BlockingIO bool
 }
 
@@ -147,7 +148,8 @@ type Client struct {
 	clientID  string
 	method    AuthMethod
 	tlsVerify bool
-	blocking  bool // requests run on package blockinghttp's transport (see Config.BlockingIO)
+	blocking  bool // see Config.BlockingIO
+	proxied   bool // a proxy is configured for the endpoint: requests go through net/http
 	timeout   time.Duration
 	maxBody   int64
 	leeway    time.Duration
@@ -196,7 +198,8 @@ func New(cfg Config) (*Client, error) {
 		clientID:  cfg.ClientID,
 		method:    cfg.AuthMethod,
 		tlsVerify: cfg.TLSVerify,
-		blocking:  cfg.BlockingIO && !proxied(u),
+		blocking:  cfg.BlockingIO,
+		proxied:   proxied(u),
 		timeout:   cfg.Timeout,
 		maxBody:   cfg.MaxBodyBytes,
 		leeway:    cfg.Leeway,
@@ -252,8 +255,8 @@ func (c *Client) newHTTP(roots *x509.CertPool) *http.Client {
 		},
 	}
 	var rt http.RoundTripper = transport
-	if c.blocking {
-		rt = blockingTransport(transport)
+	if !c.proxied {
+		rt = directTransport(transport, c.blocking)
 	}
 	return &http.Client{
 		Transport: rt,
