@@ -48,8 +48,8 @@ type metric struct {
 	topic string
 }
 
-// Prefix starts every metric's name.
-const Prefix = "mosquitto_oauth2_"
+// namePrefix starts every metric's name.
+const namePrefix = "mosquitto_oauth2_"
 
 var (
 	decisions = &metric{"decisions_total", "CONNECT decisions (and MQTT 5 re-authentications, and Mosquitto 2.1 HTTP API requests) by result and reason class.",

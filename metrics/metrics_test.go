@@ -131,9 +131,9 @@ func scrape(t *testing.T, snap Snapshot) []string {
 	}
 	var out []string
 	for _, f := range families {
-		name, ok := strings.CutPrefix(f.GetName(), Prefix)
+		name, ok := strings.CutPrefix(f.GetName(), namePrefix)
 		if !ok {
-			t.Errorf("%s does not start with %s", f.GetName(), Prefix)
+			t.Errorf("%s does not start with %s", f.GetName(), namePrefix)
 		}
 		for _, m := range f.GetMetric() {
 			var labels []string
@@ -278,14 +278,14 @@ func TestDashboardQueriesServedMetrics(t *testing.T) {
 	}
 	served := map[string]bool{}
 	for _, m := range all {
-		served[Prefix+m.name] = true
+		served[namePrefix+m.name] = true
 		if m.kind == histogram {
 			for _, suffix := range []string{"_bucket", "_count", "_sum"} {
-				served[Prefix+m.name+suffix] = true
+				served[namePrefix+m.name+suffix] = true
 			}
 		}
 	}
-	name := regexp.MustCompile(Prefix + `[a-z_]+`)
+	name := regexp.MustCompile(namePrefix + `[a-z_]+`)
 	queried := 0
 	for _, p := range dash.Panels {
 		for _, target := range p.Targets {

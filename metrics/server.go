@@ -22,7 +22,7 @@ import (
 var descs = func() map[*metric]*prometheus.Desc {
 	d := make(map[*metric]*prometheus.Desc, len(all))
 	for _, m := range all {
-		d[m] = prometheus.NewDesc(Prefix+m.name, m.help, m.labels, nil)
+		d[m] = prometheus.NewDesc(namePrefix+m.name, m.help, m.labels, nil)
 	}
 	return d
 }()

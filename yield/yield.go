@@ -13,8 +13,8 @@ package yield
 
 import "time"
 
-// Every is under the runtime's 10 ms, so that a P in steady use is never seen as stuck.
-const Every = 8 * time.Millisecond
+// every is under the runtime's 10 ms, so that a P in steady use is never seen as stuck.
+const every = 8 * time.Millisecond
 
 // Pacer says when the next pass is due. The zero Pacer is due at once. Not safe for concurrent use:
 // it belongs to the broker thread.
@@ -22,7 +22,7 @@ type Pacer struct{ last time.Time }
 
 // Due says whether a pass is due at now, and if so counts it as made.
 func (p *Pacer) Due(now time.Time) bool {
-	if !p.last.IsZero() && now.Sub(p.last) < Every {
+	if !p.last.IsZero() && now.Sub(p.last) < every {
 		return false
 	}
 	p.last = now

@@ -14,13 +14,13 @@ func TestPacer(t *testing.T) {
 	}{
 		{0, true}, // the first call
 		{time.Millisecond, false},
-		{Every - time.Nanosecond, false},
-		{Every, true}, // counted from the last pass
-		{Every + time.Millisecond, false},
-		{3 * Every, true}, // after a quiet spell, at once
-		{3*Every + Every/2, false},
-		{2 * Every, false}, // a clock that steps back waits for it to catch up
-		{4 * Every, true},
+		{every - time.Nanosecond, false},
+		{every, true}, // counted from the last pass
+		{every + time.Millisecond, false},
+		{3 * every, true}, // after a quiet spell, at once
+		{3*every + every/2, false},
+		{2 * every, false}, // a clock that steps back waits for it to catch up
+		{4 * every, true},
 	} {
 		if got := p.Due(t0.Add(step.at)); got != step.want {
 			t.Errorf("Due at %v = %v, want %v", step.at, got, step.want)
