@@ -72,6 +72,7 @@ type conn struct {
 	rw  io.ReadWriter
 	lim io.LimitedReader // over rw: bounds the headers of one answer
 	br  *bufio.Reader    // over lim
+	bw  *bufio.Writer    // over rw: each request leaves it empty
 	// uncancel, through the poller, ends the watch on the request's context (see watch).
 	uncancel func() bool
 }
@@ -172,11 +173,10 @@ func (t *Transport) exchange(conn *conn, req *http.Request, deadline time.Time) 
 	// The headers of one answer, interim ones included, may not exceed MaxResponseHeaderBytes, as with
 	// net/http. Set before writing: RoundTrip reads an untouched limit as "no byte of an answer came".
 	conn.lim.N = t.maxHeaderBytes()
-	w := bufio.NewWriter(conn.rw)
-	if err := req.Write(w); err != nil {
+	if err := req.Write(conn.bw); err != nil {
 		return nil, err
 	}
-	if err := w.Flush(); err != nil {
+	if err := conn.bw.Flush(); err != nil {
 		return nil, err
 	}
 	for {
@@ -252,6 +252,7 @@ func (t *Transport) get(req *http.Request, deadline time.Time) (*conn, bool, err
 	}
 	c.lim.R = c.rw
 	c.br = bufio.NewReader(&c.lim)
+	c.bw = bufio.NewWriter(c.rw)
 	return c, false, nil
 }
 
