@@ -9,4 +9,4 @@ import "net/http"
 // which gives the same answers at a higher cost per check (on the broker thread, with
 // Config.BlockingIO). Refusing BlockingIO instead would refuse every Mosquitto 2.0 there, for no
 // difference in what it decides.
-func directTransport(t *http.Transport, _ bool) http.RoundTripper { return t }
+func directTransport(t *http.Transport, _ bool) *http.Transport { return t }

@@ -142,7 +142,7 @@ type Config struct {
 // SetRootCAs): each request reads them once, when it starts, so it is made
 // wholly with the old values or wholly with the new.
 type Client struct {
-	http      atomic.Pointer[http.Client]
+	http      atomic.Pointer[carrier]
 	creds     atomic.Pointer[credentials]
 	endpoint  string
 	clientID  string
@@ -235,8 +235,19 @@ func (c *Client) credentialsFor(secret string) *credentials {
 	return cr
 }
 
-// newHTTP builds the HTTP client that trusts roots (nil: the system's).
-func (c *Client) newHTTP(roots *x509.CertPool) *http.Client {
+// carrier is the transport requests go through, replaced whole when the trusted CAs change. Requests
+// go to it directly, not through an http.Client: a redirect could carry the token elsewhere and costs
+// another round trip, and the endpoint is configured, so a 3xx is a failure (see statusError), and
+// none is followed. An http.Client would also copy every request's headers in case one were.
+type carrier struct {
+	rt interface {
+		http.RoundTripper
+		CloseIdleConnections()
+	}
+}
+
+// newHTTP builds the transport that trusts roots (nil: the system's).
+func (c *Client) newHTTP(roots *x509.CertPool) *carrier {
 	transport := &http.Transport{
 		Proxy:       http.ProxyFromEnvironment,
 		DialContext: (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext,
@@ -254,16 +265,10 @@ func (c *Client) newHTTP(roots *x509.CertPool) *http.Client {
 			InsecureSkipVerify: !c.tlsVerify, //nolint:gosec
 		},
 	}
-	var rt http.RoundTripper = transport
-	if !c.proxied {
-		rt = directTransport(transport, c.blocking)
+	if c.proxied {
+		return &carrier{transport}
 	}
-	return &http.Client{
-		Transport: rt,
-		// A redirect could carry the token elsewhere and costs another
-		// round trip; the endpoint is configured, so a 3xx is a failure.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	return &carrier{directTransport(transport, c.blocking)}
 }
 
 // SetSecret makes the next requests authenticate with secret, for a client secret rotated at the
@@ -280,7 +285,7 @@ func (c *Client) SetSecret(secret string) error {
 // Requests under way finish on their connections; kept connections are closed as they fall idle, so
 // none verified against the old CAs is used again.
 func (c *Client) SetRootCAs(roots *x509.CertPool) {
-	c.http.Swap(c.newHTTP(roots)).CloseIdleConnections()
+	c.http.Swap(c.newHTTP(roots)).rt.CloseIdleConnections()
 }
 
 // proxied says whether the environment sends requests for u through a proxy.
@@ -293,7 +298,7 @@ func proxied(u *url.URL) bool {
 const maxResponseHeaderBytes = 64 << 10
 
 // CloseIdleConnections closes kept-alive connections, e.g. on plugin cleanup.
-func (c *Client) CloseIdleConnections() { c.http.Load().CloseIdleConnections() }
+func (c *Client) CloseIdleConnections() { c.http.Load().rt.CloseIdleConnections() }
 
 // Verify asks the identity provider about token. It returns within
 // Config.Timeout or ctx's deadline, whichever is earlier. The answer's claims
@@ -303,8 +308,14 @@ func (c *Client) Verify(ctx context.Context, token string) (verified.Token, erro
 	if token == "" {
 		return verified.Token{}, fmt.Errorf("%w: empty token", ErrTokenInvalid)
 	}
-	reqCtx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
+	// A context that ends within the timeout already bounds the request (Mosquitto 2.1's delayed
+	// checks bring one): a second one would cost a timer and a registration with the first per check.
+	reqCtx := ctx
+	if d, ok := ctx.Deadline(); !ok || time.Until(d) > c.timeout {
+		var cancel context.CancelFunc
+		reqCtx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
 
 	cr := c.creds.Load()
 	form := "token=" + url.QueryEscape(token) + cr.formSuffix
@@ -321,7 +332,7 @@ func (c *Client) Verify(ctx context.Context, token string) (verified.Token, erro
 	// request again when a kept connection turns out closed after it was written, as it would a GET.
 	req.Header["Idempotency-Key"] = nil
 
-	resp, err := c.http.Load().Do(req)
+	resp, err := c.http.Load().rt.RoundTrip(req)
 	if err != nil {
 		return verified.Token{}, c.transportError(ctx, reqCtx, err, cr, token)
 	}
