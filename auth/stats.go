@@ -146,6 +146,14 @@ type counters struct {
 	keysFetched                        atomic.Int64                    // unix nanoseconds of the last key set fetched; 0: none
 }
 
+// checkedJWT counts a local JWT check that reached a verdict: valid, or refused as invalid. A key not
+// found or a fetch that failed is no verdict.
+func (c *counters) checkedJWT(err error) {
+	if err == nil || invalid(err) {
+		c.jwtVerdicts.Add(1)
+	}
+}
+
 func (c *counters) decided(l lookup, d Decision) {
 	c.decisions[l][d.Result][d.reason].Add(1)
 }

@@ -126,9 +126,7 @@ func (r router) Verify(ctx context.Context, token string) (verified.Token, error
 		route := r.jwt.Route(token)
 		if route.Local() {
 			res, err := r.jwt.Verify(ctx, token)
-			if err == nil || invalid(err) {
-				r.stats.jwtVerdicts.Add(1)
-			}
+			r.stats.checkedJWT(err)
 			return res, err
 		}
 		if r.intro == nil {
@@ -198,9 +196,7 @@ func (v *verifier) held(k cache.Key, token string) (vd verdict, ok bool) {
 	if !ok {
 		return verdict{}, false
 	}
-	if err == nil || invalid(err) {
-		v.stats.jwtVerdicts.Add(1)
-	}
+	v.stats.checkedJWT(err)
 	vd, err = v.record(k, r, err)
 	return vd, err == nil
 }
