@@ -555,6 +555,20 @@ func TestReusesLiveConnections(t *testing.T) {
 	}
 }
 
+// countingServer serves h until the end of the test and counts the connections it accepts.
+func countingServer(t *testing.T, h http.HandlerFunc) (*httptest.Server, *atomic.Int32) {
+	conns := new(atomic.Int32)
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv, conns
+}
+
 // TestCancelCutsExchangeThroughPoller: through the poller, a request whose context is cancelled while
 // the server thinks ends at once with the context's error, as with net/http, and its connection is not
 // kept: the next request gets its answer on a new one. On blocking sockets the exchange runs to its
@@ -563,20 +577,13 @@ func TestCancelCutsExchangeThroughPoller(t *testing.T) {
 	const think = 500 * time.Millisecond
 	for _, tr := range transports {
 		t.Run(tr, func(t *testing.T) {
-			var conns, slow atomic.Int32
-			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var slow atomic.Int32
+			srv, conns := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
 				if slow.Add(1) == 1 {
 					time.Sleep(think)
 				}
 				jsonReply(200, activeBody)(w, r)
-			}))
-			srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-				if s == http.StateNew {
-					conns.Add(1)
-				}
-			}
-			srv.Start()
-			defer srv.Close()
+			})
 			rt := newTransport(t, tr)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -611,15 +618,7 @@ func TestCancelCutsExchangeThroughPoller(t *testing.T) {
 func TestClosesConnectionsInUseAfterCloseIdle(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr, func(t *testing.T) {
-			var conns atomic.Int32
-			srv := httptest.NewUnstartedServer(jsonReply(200, activeBody))
-			srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-				if s == http.StateNew {
-					conns.Add(1)
-				}
-			}
-			srv.Start()
-			defer srv.Close()
+			srv, conns := countingServer(t, jsonReply(200, activeBody))
 			rt := newTransport(t, tr)
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
