@@ -152,9 +152,9 @@ func run() error {
 		} else {
 			results = append(results, env.runRow(ctx, r))
 		}
-		// The ceiling sizes the JWT rows' pools of pre-signed tokens.
+		// The no-plugin row's rate sizes the JWT rows' pools of pre-signed tokens.
 		if i := slices.IndexFunc(results, func(res rowResult) bool { return res.name == rowNoPlugin }); i >= 0 && results[i].failed == "" {
-			env.ceiling = results[i].rate()
+			env.baseline = results[i].rate()
 		}
 	}
 	printTable(os.Stdout, results)

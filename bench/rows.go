@@ -24,8 +24,8 @@ type env struct {
 	tmp  string
 	idp  *fakeIdP
 	hz   int
-	// ceiling is the no-plugin row's rate, once measured: it sizes the pools of pre-signed JWTs.
-	ceiling float64
+	// baseline is the no-plugin row's rate, once measured: it sizes the pools of pre-signed JWTs.
+	baseline float64
 }
 
 // rowSpec is one configuration: the broker config lines it adds, and the load it runs.
@@ -194,11 +194,11 @@ func (e *env) jwtConf() (string, error) {
 }
 
 // jwtRow signs a distinct token per expected connect before the load starts (enough for 0.9 of the
-// ceiling's rate), then runs the connect load with them. A row that uses them all ends early and says
-// so, rather than sending a token twice (the second would be a cache hit).
+// no-plugin row's rate), then runs the connect load with them. A row that uses them all ends early and
+// says so, rather than sending a token twice (the second would be a cache hit).
 func (e *env) jwtRow(alg string) func(context.Context, *broker, time.Duration) rowResult {
 	return func(ctx context.Context, b *broker, d time.Duration) rowResult {
-		n := int(0.9*e.ceiling*d.Seconds()) + 1000
+		n := int(0.9*e.baseline*d.Seconds()) + 1000
 		fmt.Fprintf(os.Stderr, "  signing %d %s tokens first\n", n, alg)
 		tokens, err := e.idp.JWT.presign(alg, n)
 		if err != nil {
